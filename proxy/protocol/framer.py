@@ -1,0 +1,206 @@
+"""Incremental framing of a Postgres byte stream, in either direction.
+
+The framer turns chunks, as the socket delivers them, into an ordered list of items:
+
+- `Frame`: one whole message whose type the caller asked to *keep*. Its bytes are held back
+  until every byte of it has arrived, so the caller may forward, drop or replace it.
+- `memoryview`: a span of bytes to pass along untouched. Such spans may end in the middle of a
+  message that nobody needs whole (a 1 GB `DataRow`, a `CopyData`): those are streamed, never
+  buffered, so memory grows with what is kept, not with what is declared.
+
+Invariants, which the tests check by feeding streams one byte at a time:
+- Joining every item's bytes, in order, gives back exactly the bytes fed (nothing lost or added).
+- The frames produced do not depend on how the stream was split into chunks.
+- `contiguous` is true after a `feed()` when the items join to exactly that chunk, with no bytes
+  held from earlier or kept for later: the relay may then write the chunk object itself.
+- A declared length is checked as soon as the header is complete, before any memory is reserved.
+  Anything wrong raises `ProtocolError` and the framer must not be used again.
+
+Startup packets have no type byte; `expect_startup()` makes the next message one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from struct import Struct
+from typing import Final
+
+from proxy.errors import ProtocolError
+from proxy.protocol.codes import MESSAGE_MAX_LENGTH, STARTUP_MAX_LENGTH, STARTUP_MIN_LENGTH
+
+STARTUP: Final = -1  # the `type` of a startup-phase packet, which carries no type byte
+_INT32: Final = Struct("!I")
+_TYPED_HEADER: Final = 5
+_STARTUP_HEADER: Final = 4
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    """One complete message: `raw` holds the header too, so it can be forwarded as is."""
+
+    type: int
+    raw: bytes
+
+    @property
+    def body(self) -> memoryview:
+        start = _STARTUP_HEADER if self.type == STARTUP else _TYPED_HEADER
+        return memoryview(self.raw)[start:]
+
+
+Item = Frame | memoryview
+
+
+class Framer:
+    """Splits one direction of a connection into messages; see the module docstring."""
+
+    __slots__ = ("_buf", "_keep", "_max_length", "_skip", "_startup", "contiguous", "direction")
+
+    def __init__(
+        self,
+        keep: Iterable[int] = (),
+        *,
+        keep_all: bool = False,
+        max_length: int = MESSAGE_MAX_LENGTH,
+        startup: bool = False,
+        direction: str = "client",
+    ) -> None:
+        self._keep = bytearray(256)
+        self.set_keep(keep, keep_all=keep_all)
+        self._max_length = max_length
+        self._startup = startup
+        self._buf = bytearray()  # a partial header, or the held part of a kept message
+        self._skip = 0  # bytes still to stream of a message that is not kept
+        self.contiguous = True
+        self.direction = direction
+
+    def set_keep(self, keep: Iterable[int], *, keep_all: bool = False) -> None:
+        """Change which message types come back whole; takes effect at the next message."""
+        self._keep = bytearray(b"\x01" * 256) if keep_all else bytearray(256)
+        for code in keep:
+            self._keep[code] = 1
+
+    def expect_startup(self) -> None:
+        """The next message is an untyped startup packet (after SSLRequest answered `N`)."""
+        self._startup = True
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back, waiting for the rest of their message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Item]:
+        """Frame `data`, the next chunk of the stream; see the module docstring."""
+        out: list[Item] = []
+        view = memoryview(data)
+        end = len(view)
+        self.contiguous = not self._buf
+        pos = self._continue_held(view, out) if self._buf else 0
+        start = pos  # first byte of the pending passthrough span
+        if self._skip:
+            take = min(self._skip, end - pos)
+            self._skip -= take
+            pos += take
+        keep = self._keep
+        unpack = _INT32.unpack_from
+        while pos < end:
+            if self._startup:
+                if start < pos:
+                    out.append(view[start:pos])
+                pos = self._begin_startup(view, pos, out)
+                start = pos
+                continue
+            if end - pos < _TYPED_HEADER:
+                self._hold(view, start, pos, out)
+                return out
+            code = view[pos]
+            total = 1 + self._check_length(unpack(view, pos + 1)[0], code)
+            if keep[code]:
+                if start < pos:
+                    out.append(view[start:pos])
+                if pos + total > end:
+                    self._buf = bytearray(view[pos:])
+                    self.contiguous = False
+                    return out
+                out.append(Frame(code, bytes(view[pos : pos + total])))
+                pos += total
+                start = pos
+            elif pos + total > end:
+                self._skip = pos + total - end
+                pos = end
+            else:
+                pos += total
+        if start < end:
+            out.append(view[start:end])
+        return out
+
+    def _check_length(self, length: int, code: int) -> int:
+        if length < 4 or length > self._max_length:
+            raise ProtocolError(
+                f"invalid message length {length} for message type {_printable(code)}",
+            )
+        return length
+
+    def _hold(self, view: memoryview, start: int, pos: int, out: list[Item]) -> None:
+        """Keep an incomplete header back until the next chunk says what the message is."""
+        if start < pos:
+            out.append(view[start:pos])
+        self._buf = bytearray(view[pos:])
+        self.contiguous = False
+
+    def _continue_held(self, view: memoryview, out: list[Item]) -> int:
+        """Complete the message begun in an earlier chunk; return how much of `view` it used."""
+        buf = self._buf
+        header = _STARTUP_HEADER if self._startup else _TYPED_HEADER
+        used = 0
+        if len(buf) < header:
+            used = min(header - len(buf), len(view))
+            buf += view[:used]
+            if len(buf) < header:
+                return used
+        if self._startup:
+            total = _check_startup_length(_INT32.unpack_from(buf, 0)[0])
+            code = STARTUP
+        else:
+            code = buf[0]
+            total = 1 + self._check_length(_INT32.unpack_from(buf, 1)[0], code)
+            if not self._keep[code]:
+                # Not wanted whole after all: release the header and stream the rest.
+                out.append(memoryview(bytes(buf)))
+                self._buf = bytearray()
+                self._skip = total - len(buf)
+                return used
+        take = min(total - len(buf), len(view) - used)
+        buf += view[used : used + take]
+        used += take
+        if len(buf) == total:
+            out.append(Frame(code, bytes(buf)))
+            self._buf = bytearray()
+            if code == STARTUP:
+                self._startup = False
+        return used
+
+    def _begin_startup(self, view: memoryview, pos: int, out: list[Item]) -> int:
+        end = len(view)
+        if end - pos < _STARTUP_HEADER:
+            self._buf = bytearray(view[pos:])
+            self.contiguous = False
+            return end
+        total = _check_startup_length(_INT32.unpack_from(view, pos)[0])
+        if pos + total > end:
+            self._buf = bytearray(view[pos:])
+            self.contiguous = False
+            return end
+        out.append(Frame(STARTUP, bytes(view[pos : pos + total])))
+        self._startup = False
+        return pos + total
+
+
+def _check_startup_length(length: int) -> int:
+    if not STARTUP_MIN_LENGTH <= length <= STARTUP_MAX_LENGTH:
+        raise ProtocolError(f"invalid length of startup packet: {length}")
+    return length
+
+
+def _printable(code: int) -> str:
+    return repr(chr(code)) if 32 < code < 127 else f"0x{code:02x}"
