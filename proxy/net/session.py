@@ -1,0 +1,460 @@
+"""One client connection, relayed to one upstream connection.
+
+The session is the client's `asyncio.Protocol` and the upstream protocol's peer. It has two
+phases:
+
+- start-up, run by the `_establish` coroutine over `FrameChannel`s: SSL/GSS negotiation, cancel
+  requests, password-mode authentication, the upstream connection and its TLS;
+- relay, run from the protocol callbacks with no coroutine in the way: each chunk is framed
+  (so the `ReadyForQuery` status is always known) and forwarded as received. When nothing in a
+  chunk needs attention, the chunk object itself is written: one `write` per `data_received`.
+
+Backpressure is symmetric: when one side's write buffer passes its high-water mark, the other
+side stops being read until it drains. This is what keeps a slow reader of a 1 GB result from
+making the proxy hold that result in memory.
+
+`ProxyError` is turned into an `ErrorResponse` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Final, cast
+
+from proxy.errors import AuthError, ProtocolError, ProxyError, UpstreamError
+from proxy.net import auth
+from proxy.net.channel import FrameChannel, client_gone, upstream_gone
+from proxy.net.context import ProxyContext
+from proxy.net.upstream import open_upstream
+from proxy.protocol import messages, scram
+from proxy.protocol.codes import AuthRequest, Backend, TransactionStatus
+from proxy.protocol.framer import Frame, Framer
+
+logger = logging.getLogger(__name__)
+
+_STATE_NAMES: Final = {
+    TransactionStatus.IDLE: "idle",
+    TransactionStatus.IN_TRANSACTION: "idle_in_transaction",
+    TransactionStatus.FAILED: "failed_transaction",
+}
+_SCRAM_PLUS: Final = "SCRAM-SHA-256-PLUS"
+_HIGH_WATER: Final = 256 * 1024
+
+FrameHandler = Callable[[Frame], bytes | None]
+
+
+class Session(asyncio.Protocol):
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.id = ctx.next_session_id()
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.peer = "?"
+        self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(logger, {"c": self.id})
+        self.status = TransactionStatus.IDLE
+        self.busy = False  # the client has sent something the upstream has not answered yet
+        self.relaying = False
+        self.client_tls = False
+        self.parameters: dict[str, str] = {}
+        self.backend_pid = 0
+        self._closing = False
+        self._draining = False
+        self._client_framer = Framer(
+            keep_all=True, startup=True, max_length=ctx.config.listen.max_message_bytes
+        )
+        self._upstream_framer = Framer(keep_all=True, direction="upstream")
+        self._client_frames = FrameChannel("client")
+        self._upstream_frames = FrameChannel("upstream")
+        self._task: asyncio.Task[None] | None = None
+        self._startup_raw = b""
+        # Relay hooks: message types each direction must see whole, and what to do with them.
+        self._client_handlers: dict[int, FrameHandler] = {}
+        self._upstream_handlers: dict[int, FrameHandler] = {}
+
+    # -- asyncio.Protocol (client side) -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        transport = self.client
+        transport.set_write_buffer_limits(high=_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "local")
+        self.log = logging.LoggerAdapter(logger, {"c": self.id, "peer": self.peer})
+        self.ctx.sessions.add(self)
+        self.ctx.stats.accepted += 1
+        self._task = asyncio.get_running_loop().create_task(self._establish())
+
+    def data_received(self, data: bytes) -> None:
+        self.ctx.stats.bytes_from_clients += len(data)
+        try:
+            if self.relaying:
+                self._relay_client(data)
+            else:
+                self._startup_data(data)
+        except ProtocolError as exc:
+            self.fail(exc)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too, as Postgres does
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.sessions.discard(self)
+        self._client_frames.close(client_gone())
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self.upstream is not None:
+            # The backend sees EOF, rolls back any open transaction and exits.
+            self.upstream.close()
+        if self.busy or self.status != TransactionStatus.IDLE:
+            self.log.info("client disconnected mid-transaction; upstream connection closed")
+        else:
+            self.log.debug("client disconnected")
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # -- UpstreamPeer -------------------------------------------------------------------------
+
+    def upstream_data(self, data: bytes) -> None:
+        try:
+            if self.relaying:
+                self._relay_upstream(data)
+            else:
+                for item in self._upstream_framer.feed(data):
+                    assert isinstance(item, Frame)
+                    self._upstream_frames.push(item)
+        except ProtocolError as exc:
+            self.log.error("upstream protocol error: %s", exc.message)
+            self.fail(UpstreamError(f"protocol error from upstream: {exc.message}"))
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        self.ctx.stats.upstream_connections -= 1
+        self.upstream = None
+        self._upstream_frames.close(upstream_gone(self.ctx.target.address))
+        if self.client is not None and not self.client.is_closing():
+            # Whatever the upstream said last (a FATAL ErrorResponse, usually) is already in
+            # the client's write buffer; close after it, as a direct connection would end.
+            self.client.close()
+
+    def upstream_pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.pause_reading()
+
+    def upstream_resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.resume_reading()
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def _startup_data(self, data: bytes) -> None:
+        for item in self._client_framer.feed(data):
+            assert isinstance(item, Frame)
+            self._client_frames.push(item)
+
+    async def _establish(self) -> None:
+        timeout = self.ctx.config.listen.startup_timeout_ms / 1000
+        try:
+            async with asyncio.timeout(timeout):
+                startup = await self._negotiate()
+                if startup is None:
+                    return
+                await self._login(startup, startup_raw=self._startup_raw)
+            self._start_relay()
+        except TimeoutError:
+            self.log.info("start-up not completed within %.1fs; closing", timeout)
+            self._abort()
+        except (ConnectionError, asyncio.CancelledError):
+            self._abort()
+        except AuthError as exc:
+            self.ctx.stats.rejected["auth"] += 1
+            self.log.info("authentication failed: %s", exc.message)
+            self.fail(exc)
+        except UpstreamError as exc:
+            self.log.warning("upstream: %s", exc.message)
+            self.fail(exc)
+        except ProxyError as exc:
+            self.ctx.stats.rejected["protocol_error"] += 1
+            self.log.info("start-up refused: %s", exc.message)
+            self.fail(exc)
+        except Exception:
+            self.log.exception("internal error during start-up")
+            self.fail(ProxyError("internal error in electric-proxy", severity="FATAL"))
+
+    async def _negotiate(self) -> messages.StartupMessage | None:
+        """Answer SSLRequest/GSSENCRequest until the real startup packet (or a cancel) comes."""
+        while True:
+            frame = await self._client_frames.recv()
+            packet = messages.decode_startup(frame.body)
+            if isinstance(packet, messages.StartupMessage):
+                self._startup_raw = frame.raw
+                self.parameters = dict(packet.parameters)
+                return packet
+            if isinstance(packet, messages.CancelRequest):
+                self._forward_cancel(frame.raw)
+                return None
+            self._ensure_nothing_buffered()
+            if isinstance(packet, messages.SSLRequest) and self.ctx.tls and not self.client_tls:
+                await self._start_client_tls(self.ctx.tls)
+            else:
+                self._write_client(b"N")
+            self._client_framer.expect_startup()
+
+    def _ensure_nothing_buffered(self) -> None:
+        # Bytes that came in plaintext behind an SSLRequest would be processed as if they had
+        # been encrypted (CVE-2021-23214): refuse them.
+        if len(self._client_frames) or self._client_framer.pending:
+            raise ProtocolError("received unencrypted data after SSL request")
+
+    async def _start_client_tls(self, context: ssl.SSLContext) -> None:
+        assert self.client is not None
+        self._write_client(b"S")
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(self.client, self, context, server_side=True)
+        if transport is None:
+            raise client_gone()
+        self.client = transport
+        self.client_tls = True
+
+    async def _login(self, startup: messages.StartupMessage, *, startup_raw: bytes) -> None:
+        cfg = self.ctx.config
+        if cfg.auth.mode == "password":
+            assert self.ctx.proxy_keys is not None
+            await auth.authenticate_client(
+                self._client_frames,
+                self._write_client,
+                user=startup.user,
+                method="md5" if cfg.auth.allow_md5 else "scram-sha-256",
+                keys=self.ctx.proxy_keys,
+                password=cfg.auth.password,
+                tls=self.client_tls,
+            )
+        await self._connect_upstream()
+        if cfg.auth.mode == "password":
+            await self._login_upstream(startup)
+        else:
+            self._write_upstream(startup_raw)
+            if self.client_tls:
+                self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
+        self._upstream_handlers[Backend.BACKEND_KEY_DATA] = self._note_backend_key
+        self.log.debug("session for user=%s database=%s", startup.user, startup.database)
+
+    async def _connect_upstream(self) -> None:
+        try:
+            self.upstream = await open_upstream(self.ctx.target, self)
+        except UpstreamError:
+            self.ctx.stats.upstream_connect_errors["refused"] += 1
+            raise
+        self.ctx.stats.upstream_connections += 1
+        self.upstream.set_write_buffer_limits(high=_HIGH_WATER)
+
+    async def _login_upstream(self, startup: messages.StartupMessage) -> None:
+        cfg, target = self.ctx.config, self.ctx.target
+        params = auth.upstream_parameters(
+            startup.parameters,
+            user=target.user,
+            database=cfg.auth.database,
+            application_name=cfg.auth.application_name,
+        )
+        self._write_upstream(messages.encode_startup(startup.version, params))
+        try:
+            early = await auth.login_upstream(
+                self._upstream_frames, self._write_upstream, user=target.user, password=target.password
+            )
+        except UpstreamError:
+            self.ctx.stats.upstream_connect_errors["auth"] += 1
+            raise
+        for frame in early:
+            self._write_client(frame.raw)
+        self._write_client(messages.authentication(AuthRequest.OK))
+
+    def _start_relay(self) -> None:
+        """Switch from frames to bytes: replay what arrived early, then relay in callbacks."""
+        self._upstream_handlers[Backend.READY_FOR_QUERY] = self._note_ready
+        self._client_framer.set_keep(self._client_handlers)
+        self._upstream_framer.set_keep(self._upstream_handlers)
+        self.relaying = True
+        for frame in self._client_frames.drain():
+            self._write_upstream(frame.raw)
+        for frame in self._upstream_frames.drain():
+            self._forward_upstream_frame(frame)
+
+    # -- relay --------------------------------------------------------------------------------
+
+    def _relay_client(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is None:
+            return
+        framer = self._client_framer
+        items = framer.feed(data)
+        self.busy = True
+        if framer.contiguous and not self._client_handlers:
+            upstream.write(data)  # the hot path: nothing to look at, nothing held back
+            return
+        self._forward(items, data, framer.contiguous, self._client_handlers, upstream)
+
+    def _relay_upstream(self, data: bytes) -> None:
+        client = self.client
+        if client is None:
+            return
+        self.ctx.stats.bytes_to_clients += len(data)
+        framer = self._upstream_framer
+        items = framer.feed(data)
+        self._forward(items, data, framer.contiguous, self._upstream_handlers, client)
+
+    @staticmethod
+    def _forward(
+        items: list[Frame | memoryview],
+        data: bytes,
+        contiguous: bool,
+        handlers: dict[int, FrameHandler],
+        to: asyncio.Transport,
+    ) -> None:
+        """Write `items` on, each kept frame as its handler decides; the chunk itself if unchanged."""
+        parts: list[bytes | memoryview] = []
+        changed = not contiguous
+        for item in items:
+            if isinstance(item, Frame):
+                handler = handlers.get(item.type)
+                out = handler(item) if handler is not None else item.raw
+                if out is not item.raw:
+                    changed = True
+                if out:
+                    parts.append(out)
+            else:
+                parts.append(item)
+        if not changed:
+            to.write(data)
+        elif parts:
+            to.write(b"".join(parts))
+
+    def _forward_upstream_frame(self, frame: Frame) -> None:
+        handler = self._upstream_handlers.get(frame.type)
+        data = handler(frame) if handler is not None else frame.raw
+        if data:
+            self._write_client(data)
+
+    def _note_ready(self, frame: Frame) -> bytes:
+        self.status = TransactionStatus(frame.raw[5])
+        self.busy = False
+        if self._draining and self.status == TransactionStatus.IDLE:
+            asyncio.get_running_loop().call_soon(self.terminate)
+        return frame.raw
+
+    def _note_backend_key(self, frame: Frame) -> bytes:
+        self.backend_pid = messages.decode_backend_key_data(frame.body).pid
+        # Authentication is over: stop looking at 'R' messages.
+        self._set_upstream_handler(Backend.AUTHENTICATION, None)
+        return frame.raw
+
+    def _set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None:
+        if handler is None:
+            self._upstream_handlers.pop(code, None)
+        else:
+            self._upstream_handlers[code] = handler
+        if self.relaying:
+            self._upstream_framer.set_keep(self._upstream_handlers)
+
+    def _strip_channel_binding(self, frame: Frame) -> bytes:
+        """Channel binding cannot survive a TLS hop the proxy terminates: never offer it."""
+        request = messages.decode_authentication(frame.body)
+        if request.request != AuthRequest.SASL:
+            return frame.raw
+        offered = scram.sasl_mechanisms(request.data)
+        kept = [name for name in offered if name != _SCRAM_PLUS]
+        if kept == offered:
+            return frame.raw
+        return messages.authentication(AuthRequest.SASL, scram.encode_sasl_mechanisms(kept))
+
+    # -- cancel -------------------------------------------------------------------------------
+
+    def _forward_cancel(self, raw: bytes) -> None:
+        """Send the cancel key, verbatim, to the upstream; Postgres checks it and never answers."""
+        self.ctx.stats.cancel_requests += 1
+        if self.client is not None:
+            self.client.close()
+        if not self.ctx.cancel_limiter.allow():
+            self.log.warning("cancel request dropped: rate limit exceeded")
+            return
+        asyncio.get_running_loop().create_task(_send_cancel(self.ctx, raw))
+
+    # -- ending -------------------------------------------------------------------------------
+
+    @property
+    def state_name(self) -> str:
+        if not self.relaying:
+            return "startup"
+        if self.busy:
+            return "active"
+        return _STATE_NAMES.get(self.status, "idle")
+
+    def drain(self) -> None:
+        """Close once the client is idle outside a transaction (now, if it already is)."""
+        self._draining = True
+        if not self.relaying or (not self.busy and self.status == TransactionStatus.IDLE):
+            self.terminate()
+
+    def terminate(self) -> None:
+        """End the session the way a Postgres shutdown ends a connection."""
+        self.fail(
+            ProxyError(
+                "terminating connection due to administrator command",
+                sqlstate="57P01",
+                severity="FATAL",
+            )
+        )
+
+    def fail(self, error: ProxyError) -> None:
+        """Tell the client why, then close both sides."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.client is not None and not self.client.is_closing():
+            self.client.write(messages.error_response(error))
+            self.client.close()
+        if self.upstream is not None:
+            self.upstream.write(messages.terminate())
+            self.upstream.close()
+
+    def _abort(self) -> None:
+        self._closing = True
+        if self.client is not None:
+            self.client.abort()
+        if self.upstream is not None:
+            self.upstream.abort()
+
+    def _write_client(self, data: bytes) -> None:
+        if self.client is not None and not self.client.is_closing():
+            self.ctx.stats.bytes_to_clients += len(data)
+            self.client.write(data)
+
+    def _write_upstream(self, data: bytes) -> None:
+        if self.upstream is not None:
+            self.upstream.write(data)
+
+
+async def _send_cancel(ctx: ProxyContext, raw: bytes) -> None:
+    target = ctx.target
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port), target.connect_timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        logger.warning("could not forward cancel request to %s: %s", target.address, exc)
+        return
+    writer.write(raw)
+    try:
+        await writer.drain()
+        # Postgres closes the connection once it has processed the request.
+        await asyncio.wait_for(writer.wait_closed(), target.connect_timeout)
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        writer.close()
