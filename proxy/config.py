@@ -148,13 +148,13 @@ _KINDS: dict[str, type] = {
     for name, hint in typing.get_type_hints(cls).items()
 }
 _SECRET_KEYS = frozenset({"upstream.url", "auth.password"})
+# A non-empty legacy password (PG_PROXY_PASSWORD) also selects auth.mode = "password": see load_config.
 _LEGACY_ENV: dict[str, str] = {
     "DATABASE_URL": "upstream.url",
     "PG_PROXY_PORT": "listen.port",
     "PG_PROXY_PASSWORD": "auth.password",
     "LOG_LEVEL": "log.level",
 }
-_PASSWORD_MODE_ENV = "PG_PROXY_PASSWORD"  # setting it selects auth.mode = "password"
 
 
 def env_var(key: str) -> str:
@@ -233,11 +233,11 @@ def _coerce(key: str, value: object, source: str, *, text: bool) -> _Setting:
 
 
 def _default_layer() -> _Layer:
-    defaults = Config()
-    return {
-        key: _Setting(getattr(getattr(defaults, key.split(".")[0]), key.split(".")[1]), "built-in default")
-        for key in _KINDS
-    }
+    layer: _Layer = {}
+    for key in _KINDS:
+        section, name = key.split(".")
+        layer[key] = _Setting(getattr(_SECTIONS[section](), name), "built-in default")
+    return layer
 
 
 def _find_config_file(path: str | Path | None, env: Mapping[str, str]) -> tuple[Path, str] | None:
@@ -257,7 +257,7 @@ def _file_layer(path: Path, chosen_by: str) -> _Layer:
             document = tomllib.load(handle)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {source} (from {chosen_by}): {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"invalid TOML in config file {source}: {exc}") from None
     layer: _Layer = {}
     for section, table in document.items():
@@ -480,6 +480,15 @@ def _build(settings: _Layer) -> Config:
     return Config(**{name: _SECTIONS[name](**values) for name, values in sections.items()})
 
 
+def _select_password_mode(legacy: _Layer, explicit: Iterable[_Layer]) -> None:
+    """PG_PROXY_PASSWORD selects password mode, unless the mode is set by environment or flag."""
+    password = legacy.get("auth.password")
+    if password is None or not password.value:
+        return
+    if not any("auth.mode" in layer for layer in explicit):
+        legacy["auth.mode"] = _Setting("password", password.source)
+
+
 def load_config(
     path: str | Path | None = None,
     *,
@@ -501,9 +510,7 @@ def load_config(
         settings.update(_file_layer(*found))
     legacy, prefixed = _legacy_layer(env), _prefixed_layer(env)
     flags = _override_layer(overrides or {}, override_sources or {})
-    password = legacy.get("auth.password")
-    if password is not None and password.value and "auth.mode" not in prefixed and "auth.mode" not in flags:
-        legacy["auth.mode"] = _Setting("password", password.source)
+    _select_password_mode(legacy, explicit=(prefixed, flags))
     for layer in (legacy, prefixed, flags):
         settings.update(layer)
     for key, normalize in _NORMALIZE.items():

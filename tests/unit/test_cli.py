@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -228,11 +227,9 @@ def test_a_command_is_one_handler_and_one_table_entry(
 
 
 @pytest.fixture
-def log_stream(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
-    """Capture what `configure_logging` writes."""
-    stream = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", stream)
-    return types.SimpleNamespace(read=stream.getvalue)
+def log_stream(capsys: pytest.CaptureFixture[str]) -> types.SimpleNamespace:
+    """What `configure_logging`'s handler writes (to the stderr of the moment it is configured)."""
+    return types.SimpleNamespace(read=lambda: capsys.readouterr().err)
 
 
 def test_text_log_format(log_stream: types.SimpleNamespace) -> None:
