@@ -417,9 +417,14 @@ class ProxyProcess:
             "--listen", f"{HOST}:{self.port}",
             "--upstream", self.upstream,
             "--metrics-listen", f"{HOST}:0",
-            "--workers", str(self.opts.workers),
+            *self._workers_args(),
             *self.opts.proxy_args,
         ]  # fmt: skip
+
+    def _workers_args(self) -> list[str]:
+        """`--workers N`, unless --proxy-arg already sets it (one value in the stamp, not two)."""
+        given = any(a == "--workers" or a.startswith("--workers=") for a in self.opts.proxy_args)
+        return [] if given else ["--workers", str(self.opts.workers)]
 
     def env(self) -> dict[str, str]:
         env = {

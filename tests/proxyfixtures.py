@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+import asyncpg
 import pytest
 import uvloop
 
@@ -37,15 +38,25 @@ class RunningProxy:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout)
 
-    def url(self, user: str = "alice", password: str = ALICE_PASSWORD, database: str = "app", **params: str) -> str:
+    def url(
+        self, user: str = "alice", password: str = ALICE_PASSWORD, database: str = "app", **params: str
+    ) -> str:
         query = "&".join(f"{k}={v}" for k, v in params.items())
-        return f"postgresql://{user}:{password}@{self.host}:{self.port}/{database}" + (f"?{query}" if query else "")
+        return f"postgresql://{user}:{password}@{self.host}:{self.port}/{database}" + (
+            f"?{query}" if query else ""
+        )
 
     def dsn(self, **overrides: str) -> str:
-        params = {"host": self.host, "port": str(self.port), "user": "alice", "password": ALICE_PASSWORD,
-                  "dbname": "app", "sslmode": "disable"}
+        params = {
+            "host": self.host,
+            "port": str(self.port),
+            "user": "alice",
+            "password": ALICE_PASSWORD,
+            "dbname": "app",
+            "sslmode": "disable",
+        }
         params.update(overrides)
-        return " ".join(f"{k}={v}" for k, v in params.items())
+        return " ".join(f"{k}='{v}'" for k, v in params.items())
 
     @property
     def stats(self) -> Any:
@@ -61,6 +72,20 @@ class RunningProxy:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+def server_error(dsn: str) -> Exception:
+    """The error a server sends at login, with its SQLSTATE (libpq keeps only the text)."""
+
+    async def attempt() -> Exception:
+        try:
+            conn = await asyncpg.connect(dsn)
+        except Exception as exc:  # the error is the result
+            return exc
+        await conn.close()
+        raise AssertionError("the connection succeeded")
+
+    return asyncio.run(attempt())
 
 
 def proxy_config(upstream_url: str, **overrides: object) -> Config:

@@ -98,6 +98,7 @@ class AlterSubcommand:
     column_def: ColumnFacts | None  # ADD COLUMN's definition; ALTER COLUMN TYPE's new type
     constraint: str | None  # ADD CONSTRAINT's ConstrType name
     missing_ok: bool
+    partition: QualifiedName | None = None  # ATTACH/DETACH PARTITION's partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +411,7 @@ def _facts(node: str, fields: Json, base: _Base) -> Statement:
     simple = _SIMPLE.get(node)
     if simple is not None:
         kind, tag = simple
-        relation = fields.get("relation")
+        relation = fields.get("relation", fields.get("sequence"))
         objects = (_range_var(relation),) if isinstance(relation, dict) else ()
         return base.make(kind, tag, objects=objects, transactional=node not in _NEVER_IN_TRANSACTION)
     # A node type newer than this table: name it after the node, treat it as non-DDL.
@@ -464,6 +465,7 @@ def _subcommand(command: Json) -> AlterSubcommand:
         column_def = _column(definition["ColumnDef"], name)
     column = column_def.name if column_def is not None else (name if subtype in _COLUMN_SUBTYPES else None)
     constraint = definition["Constraint"]["contype"] if "Constraint" in definition else None
+    partition = definition.get("PartitionCmd", {}).get("name")
     return AlterSubcommand(
         subtype=subtype,
         column=column,
@@ -471,6 +473,7 @@ def _subcommand(command: Json) -> AlterSubcommand:
         column_def=column_def,
         constraint=constraint,
         missing_ok=bool(command.get("missing_ok")),
+        partition=_range_var(partition) if isinstance(partition, dict) else None,
     )
 
 

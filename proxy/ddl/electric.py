@@ -138,14 +138,14 @@ def parse_electric(sql: str, start: int = 0, end: int | None = None) -> Electric
     """
     stop = len(sql) if end is None else end
     try:
-        tokens = lexer.scan_tokens(sql)
+        tokens = lexer.significant(lexer.scan_tokens(sql))
     except lexer.ParseError as exc:
         raise _scan_error(sql, exc) from None
-    inside = [t for t in tokens if start <= t.start < stop and t.name not in ("SQL_COMMENT", "C_COMMENT")]
-    after = [t for t in tokens if t.start >= stop and t.name not in ("SQL_COMMENT", "C_COMMENT")]
-    terminator = after[0] if after and after[0].name == lexer.SEMICOLON else None
+    inside = [t for t in tokens if start <= t.start < stop]
+    after = [t for t in tokens if t.start >= stop]
     if not inside:
         return None
+    terminator = after[0] if after and after[0].name == lexer.SEMICOLON else None
     piece = Piece(inside[0].start, stop, tuple(inside), terminator)
     return parse_piece(sql, piece) if is_electric(sql, piece.tokens) else None
 
@@ -197,7 +197,7 @@ def enable_from_call(args: Sequence[str]) -> ElectricEnable | None:
 def qualified_name_from_text(text: str) -> QualifiedName | None:
     """`name` or `schema.name` written in SQL syntax inside a string, else None."""
     try:
-        tokens = [t for t in lexer.scan_tokens(text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+        tokens = lexer.significant(lexer.scan_tokens(text))
     except lexer.ParseError:
         return None
     parser = _Parser(text, tokens, None)

@@ -19,7 +19,18 @@ from pglast.parser import ParseError, Token, parse_sql_json, scan
 
 from proxy.ddl.names import fold_identifier, unquote_identifier
 
-__all__ = ["ParseError", "Piece", "Token", "decode_string", "identifier", "is_identifier", "split_tokens"]
+__all__ = [
+    "ParseError",
+    "Piece",
+    "Token",
+    "decode_string",
+    "identifier",
+    "is_identifier",
+    "is_string",
+    "scan_tokens",
+    "significant",
+    "split_tokens",
+]
 
 SEMICOLON: Final = "ASCII_59"
 LPAREN: Final = "ASCII_40"
@@ -47,6 +58,11 @@ class Piece:
 def scan_tokens(sql: str) -> list[Token]:
     """All tokens of `sql`, comments included. Raises `ParseError` on a lexical error."""
     return scan(sql)
+
+
+def significant(tokens: list[Token]) -> list[Token]:
+    """`tokens` without comments."""
+    return [t for t in tokens if t.name not in _COMMENTS]
 
 
 def split_tokens(tokens: list[Token]) -> list[Piece]:

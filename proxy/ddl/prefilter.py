@@ -114,7 +114,7 @@ def may_need_parse(sql: bytes) -> bool:
         and "/*" not in body
         and body.startswith(_PLAIN_STARTS)
     ):
-        if "set_config" in body:
+        if "set_config" in body and _has_word(body, "set_config"):
             return True
         return "into" in body and body.startswith(_INTO_CAPABLE) and _has_word(body, "into")
     if body.startswith(_STARTS):
@@ -159,8 +159,14 @@ def _ends_line_comment(text: str, newline: int) -> bool:
 
 
 def _is_select_into(text: str, at: int) -> bool:
-    # `INSERT INTO` and `MERGE INTO` do not create a table; any other INTO might.
-    return not text[:at].rstrip().endswith(_INTO_OWNERS)
+    # `INSERT INTO` and `MERGE INTO` do not create a table; any other INTO might
+    # (`SELECT 1 AS reinsert INTO t` does: the owner must be a whole word).
+    before = text[:at].rstrip()
+    for owner in _INTO_OWNERS:
+        start = len(before) - len(owner)
+        if before.endswith(owner) and (start == 0 or before[start - 1] not in _WORD_CHARS):
+            return False
+    return True
 
 
 def may_write_version(sql: bytes, tables: frozenset[bytes]) -> bool:

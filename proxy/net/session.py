@@ -108,7 +108,7 @@ class Session(asyncio.Protocol):
         if self.upstream is not None:
             # The backend sees EOF, rolls back any open transaction and exits.
             self.upstream.close()
-        if self.busy or self.status != TransactionStatus.IDLE:
+        if self.status != TransactionStatus.IDLE:
             self.log.info("client disconnected mid-transaction; upstream connection closed")
         else:
             self.log.debug("client disconnected")
@@ -241,8 +241,8 @@ class Session(asyncio.Protocol):
             await self._login_upstream(startup)
         else:
             self._write_upstream(startup_raw)
-            if self.client_tls:
-                self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
+            # Channel binding ties SCRAM to one TLS link; the proxy always makes two hops.
+            self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
         self._upstream_handlers[Backend.BACKEND_KEY_DATA] = self._note_backend_key
         self.log.debug("session for user=%s database=%s", startup.user, startup.database)
 
@@ -363,7 +363,13 @@ class Session(asyncio.Protocol):
             self._upstream_framer.set_keep(self._upstream_handlers)
 
     def _strip_channel_binding(self, frame: Frame) -> bytes:
-        """Channel binding cannot survive a TLS hop the proxy terminates: never offer it."""
+        """Never offer SCRAM-SHA-256-PLUS: the client's TLS link is not the upstream's.
+
+        A client that sees PLUS on a plaintext link refuses it, and one that binds to the proxy's
+        certificate would fail at the upstream. A libpq client on a TLS link to the proxy still
+        answers with the gs2 flag `y`, which an upstream on TLS rejects as a downgrade; such
+        clients need `channel_binding=disable`, or the proxy's password mode.
+        """
         request = messages.decode_authentication(frame.body)
         if request.request != AuthRequest.SASL:
             return frame.raw

@@ -138,8 +138,7 @@ def decode_startup(body: _BUFFER) -> StartupPacket:
         return CancelRequest(pid, key)
     if code >> 16 != 3:
         raise ProtocolError(
-            f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
-            "server supports 3.0 to 3.2",
+            f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: server supports 3.0 to 3.2",
             sqlstate="0A000",
         )
     return StartupMessage(code, _decode_parameters(reader))

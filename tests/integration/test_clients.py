@@ -66,7 +66,9 @@ def test_asyncpg_simple_extended_and_prepared(proxy: RunningProxy) -> None:
         conn = await asyncpg.connect(proxy.url(sslmode="disable"))
         try:
             assert await conn.fetchval("SELECT $1::int + 1", 1) == 2
-            await conn.execute("CREATE TEMP TABLE a (id int PRIMARY KEY, v text); INSERT INTO a VALUES (1, 'x')")
+            await conn.execute(
+                "CREATE TEMP TABLE a (id int PRIMARY KEY, v text); INSERT INTO a VALUES (1, 'x')"
+            )
             stmt = await conn.prepare("SELECT v FROM a WHERE id = $1")
             assert await stmt.fetchval(1) == "x"
             async with conn.transaction():
@@ -104,7 +106,10 @@ def test_binary_copy_round_trip(proxy: RunningProxy) -> None:
             copy.set_types(["int8", "bytea"])
             for row in rows:
                 copy.write_row(row)
-        with conn.cursor() as cur, cur.copy("COPY (SELECT * FROM b ORDER BY id) TO STDOUT (FORMAT BINARY)") as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY (SELECT * FROM b ORDER BY id) TO STDOUT (FORMAT BINARY)") as copy,
+        ):
             copy.set_types(["int8", "bytea"])
             back = [(r[0], bytes(r[1])) for r in copy.rows()]
     assert back == rows
