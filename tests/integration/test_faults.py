@@ -1,0 +1,195 @@
+"""Bad input, dead peers and vanished clients: a clear error or a clean close, never a hang."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import psycopg
+import pytest
+
+from proxy.embedded import EmbeddedPostgres
+from proxy.net.server import free_port
+from proxy.protocol import messages
+from proxy.protocol.codes import PROTOCOL_3_0, PROTOCOL_3_2
+from proxy.protocol.framer import Frame, Framer
+from tests.pgfixtures import ALICE_PASSWORD
+from tests.proxyfixtures import RunningProxy, server_error
+
+
+def raw_connect(proxy: RunningProxy) -> socket.socket:
+    sock = socket.create_connection((proxy.host, proxy.port), timeout=5)
+    return sock
+
+
+def read_frames(sock: socket.socket, until: int | None = None) -> list[Frame]:
+    """Read typed messages until one of type `until` arrives, or the peer closes."""
+    framer = Framer(keep_all=True)
+    frames: list[Frame] = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return frames
+        frames += [f for f in framer.feed(data) if isinstance(f, Frame)]
+        if until is not None and any(f.type == until for f in frames):
+            return frames
+
+
+def error_fields(frames: list[Frame]) -> dict[str, str]:
+    errors = [f for f in frames if f.type == ord("E")]
+    assert errors, f"no ErrorResponse in {[chr(f.type) for f in frames]}"
+    return messages.decode_error_fields(errors[0].body)
+
+
+def startup(user: str = "alice", database: str = "app", version: int = PROTOCOL_3_0) -> bytes:
+    return messages.encode_startup(version, {"user": user, "database": database})
+
+
+def test_upstream_down_gives_08006_naming_host_and_port(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    running = start_proxy(f"postgresql://alice:x@127.0.0.1:{port}/app?sslmode=disable")
+    error = server_error(running.url(sslmode="disable"))
+    assert error.sqlstate == "08006"  # type: ignore[attr-defined]
+    assert f"127.0.0.1:{port}" in str(error)
+    with pytest.raises(psycopg.OperationalError, match=f"127.0.0.1:{port}"):
+        psycopg.connect(running.dsn())
+
+
+def test_upstream_killed_with_pg_terminate_backend(proxy: RunningProxy, pg: EmbeddedPostgres) -> None:
+    conn = psycopg.connect(proxy.dsn(), autocommit=True)
+    pid = conn.info.backend_pid
+    with pg.connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError, match="terminating connection due to administrator command"):
+        conn.execute("SELECT 1")
+    assert conn.closed or conn.broken
+    conn.close()
+
+
+def test_client_vanishing_mid_transaction_rolls_back(proxy: RunningProxy, pg: EmbeddedPostgres) -> None:
+    with pg.connect("app") as admin:
+        admin.execute("DROP TABLE IF EXISTS vanish; CREATE TABLE vanish (id int)")
+        admin.execute("GRANT ALL ON vanish TO alice")
+    conn = psycopg.connect(proxy.dsn())
+    conn.execute("INSERT INTO vanish VALUES (1)")
+    pid = conn.info.backend_pid
+    # Drop the socket without Terminate, as a crashed client does.
+    socket.socket(fileno=conn.pgconn.socket).close()
+    deadline = time.monotonic() + 5
+    with pg.connect("app") as admin:
+        while time.monotonic() < deadline:
+            row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if row == (0,):
+                break
+            time.sleep(0.05)
+        assert row == (0,), "the backend outlived its client"
+        assert admin.execute("SELECT count(*) FROM vanish").fetchone() == (0,)
+
+
+def test_garbage_instead_of_startup_gets_08p01(proxy: RunningProxy) -> None:
+    with raw_connect(proxy) as sock:
+        sock.sendall(struct.pack("!I", 2**30) + b"junk")
+        fields = error_fields(read_frames(sock))
+    assert fields["C"] == "08P01"
+    assert fields["S"] == "FATAL"
+
+
+def test_unsupported_protocol_version(proxy: RunningProxy) -> None:
+    with raw_connect(proxy) as sock:
+        sock.sendall(startup(version=2 << 16))
+        fields = error_fields(read_frames(sock))
+    assert fields["C"] == "0A000"
+
+
+def test_oversized_message_after_login_gets_08p01(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    running = start_proxy(**{"listen.max_message_bytes": 4096})
+    conn = psycopg.connect(running.dsn(), autocommit=True)
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT %s::text", ("x" * 10_000,))
+    assert conn.closed or conn.broken
+    conn.close()
+
+
+def test_malformed_typed_length_after_login(proxy: RunningProxy) -> None:
+    conn = psycopg.connect(proxy.dsn(), autocommit=True)
+    sock = socket.socket(fileno=conn.pgconn.socket)
+    sock.settimeout(10)
+    sock.sendall(b"Q\x00\x00\x00\x02")
+    frames = read_frames(sock)
+    assert error_fields(frames)["C"] == "08P01"
+    sock.detach()
+    conn.close()
+
+
+def test_no_startup_packet_within_timeout_closes(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    running = start_proxy(**{"listen.startup_timeout_ms": 200})
+    with raw_connect(running) as sock:
+        start = time.monotonic()
+        assert sock.recv(100) == b""
+        assert time.monotonic() - start < 3
+
+
+def test_gssencrequest_answered_n_then_startup_works(proxy: RunningProxy) -> None:
+    with raw_connect(proxy) as sock:
+        sock.sendall(struct.pack("!II", 8, 80877104))
+        assert sock.recv(1) == b"N"
+        sock.sendall(startup())
+        frames = read_frames(sock, until=ord("R"))
+    assert frames[0].type == ord("R")
+
+
+def test_plaintext_after_sslrequest_is_refused(start_proxy, tls_files) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tls_files
+    running = start_proxy(**{"tls.cert_file": str(cert), "tls.key_file": str(key)})
+    with raw_connect(running) as sock:
+        sock.sendall(struct.pack("!II", 8, 80877103) + startup())
+        data = sock.recv(65536)
+    assert data.startswith(b"E")  # refused in plaintext, before any TLS
+    assert b"08P01" in data
+
+
+def test_protocol_3_2_negotiation_passes_through(proxy: RunningProxy, pg: EmbeddedPostgres) -> None:
+    with raw_connect(proxy) as sock:
+        sock.sendall(startup(version=PROTOCOL_3_2))
+        frames = read_frames(sock, until=ord("R"))
+    if pg.version >= 18:
+        pytest.skip("the server speaks 3.2 itself")
+    assert frames[0].type == ord("v")  # NegotiateProtocolVersion, from Postgres, untouched
+    assert struct.unpack("!I", bytes(frames[0].body[:4]))[0] == PROTOCOL_3_0
+
+
+def test_max_client_connections(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    running = start_proxy(**{"listen.max_client_connections": 1})
+    with psycopg.connect(running.dsn()):
+        error = server_error(running.url(sslmode="disable"))
+        assert error.sqlstate == "53300"  # type: ignore[attr-defined]
+    assert running.stats.rejected["max_connections"] == 1
+
+
+def test_slow_reader_does_not_make_the_proxy_buffer(proxy: RunningProxy) -> None:
+    """A client that stops reading a large result: the proxy stops reading the upstream."""
+    conn = psycopg.connect(proxy.dsn(), autocommit=True)
+    sock = socket.socket(fileno=conn.pgconn.socket)
+    sock.settimeout(10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.sendall(messages.query("SELECT repeat('x', 1000) FROM generate_series(1, 200000)"))
+    session = next(s for s in proxy.server.ctx.sessions if s.backend_pid == conn.info.backend_pid)
+    deadline = time.monotonic() + 5
+    peak = 0
+    while time.monotonic() < deadline:  # ~200 MB is on offer; nobody reads it for a while
+        assert session.client is not None
+        peak = max(peak, session.client.get_write_buffer_size())
+        time.sleep(0.01)
+    assert peak < 4 * 1024 * 1024, f"proxy buffered {peak} bytes for a client that did not read"
+    got = 0
+    framer = Framer(keep=(ord("Z"),))
+    done = False
+    while not done:
+        chunk = sock.recv(1 << 20)
+        assert chunk
+        got += len(chunk)
+        done = any(isinstance(i, Frame) for i in framer.feed(chunk))
+    assert got > 200_000_000
+    sock.detach()
+    conn.close()
