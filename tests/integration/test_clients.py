@@ -53,10 +53,9 @@ def test_pipeline_mode(proxy: RunningProxy) -> None:
 def test_transaction_status_and_rollback(proxy: RunningProxy) -> None:
     with connect(proxy) as conn:
         conn.execute("CREATE TEMP TABLE tx (x int)")
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            with conn.transaction():
-                conn.execute("INSERT INTO tx VALUES (1)")
-                conn.execute("SELECT 1/0")
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+            conn.execute("INSERT INTO tx VALUES (1)")
+            conn.execute("SELECT 1/0")
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         assert conn.execute("SELECT count(*) FROM tx").fetchone() == (0,)
 

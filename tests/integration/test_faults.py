@@ -14,7 +14,6 @@ from proxy.net.server import free_port
 from proxy.protocol import messages
 from proxy.protocol.codes import PROTOCOL_3_0, PROTOCOL_3_2
 from proxy.protocol.framer import Frame, Framer
-from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, server_error
 
 
