@@ -11,6 +11,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from proxy.embedded import EmbeddedPostgres
 from tests.proxyfixtures import RunningProxy
 
 
@@ -142,12 +143,32 @@ def test_notice_and_warning_delivery(proxy: RunningProxy) -> None:
     assert ("WARNING", "careful") in seen
 
 
-def test_cancel_pg_sleep_returns_quickly(proxy: RunningProxy) -> None:
+def cancel_when_sleeping(pg: EmbeddedPostgres, conn: psycopg.Connection) -> threading.Thread:
+    """Cancel `conn` once its backend is really inside pg_sleep (a cancel before is a no-op)."""
+    pid = conn.info.backend_pid
+
+    def run() -> None:
+        with pg.connect() as admin:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                row = admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query LIKE %s", (pid, "%pg_sleep%")
+                ).fetchone()
+                if row:
+                    break
+                time.sleep(0.01)
+        conn.cancel()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cancel_pg_sleep_returns_quickly(proxy: RunningProxy, pg: EmbeddedPostgres) -> None:
     with connect(proxy) as other, connect(proxy) as conn:
         other.execute("SELECT 1")  # a second open session: the cancel must reach the right one
-        timer = threading.Timer(0.3, conn.cancel)
         start = time.monotonic()
-        timer.start()
+        cancel_when_sleeping(pg, conn)
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute("SELECT pg_sleep(30)")
         assert time.monotonic() - start < 2.0
