@@ -157,7 +157,9 @@ def cancel_when_sleeping(pg: EmbeddedPostgres, conn: psycopg.Connection) -> thre
                 if row:
                     break
                 time.sleep(0.01)
-        conn.cancel()
+        # cancel_safe(): the blocking libpq cancel() would hold the GIL while the in-process
+        # proxy, which needs it to answer, waits: a deadlock of the test harness only.
+        conn.cancel_safe()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
