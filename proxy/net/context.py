@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from proxy.catalog.cache import CatalogCache
 from proxy.config import Config
 from proxy.metrics import Stats
 from proxy.net.upstream import UpstreamTarget
@@ -49,6 +50,8 @@ class ProxyContext:
     sessions: set[Session] = field(default_factory=set)
     cancel_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=100, burst=200))
     proxy_keys: scram.ScramKeys | None = None
+    catalog: CatalogCache | None = None
+    managed_databases: frozenset[str] = frozenset()
     _next_id: int = 0
 
     def __post_init__(self) -> None:

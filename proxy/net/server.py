@@ -20,6 +20,7 @@ from typing import cast
 
 import uvloop
 
+from proxy.catalog.cache import CatalogCache
 from proxy.config import Config
 from proxy.errors import ProxyError
 from proxy.metrics import start_http_server
@@ -53,8 +54,22 @@ class ProxyServer:
             reuse_port=reuse_port or None,
             backlog=1024,
         )
+        await self._start_catalog()
         self.ctx.stats.ready = True
         logger.info("listening on %s", ", ".join(self.addresses))
+
+    async def _start_catalog(self) -> None:
+        """Install the catalog in each managed database and load what the guard needs."""
+        config = self.config
+        if not config.guard.enabled:
+            return
+        self.ctx.managed_databases = frozenset(config.catalog.databases or (self.ctx.target.database,))
+        self.ctx.catalog = CatalogCache(config.upstream.url, schema=config.catalog.schema)
+        for database in sorted(self.ctx.managed_databases):
+            try:
+                await self.ctx.catalog.watcher(database).wait_ready(2.0)
+            except TimeoutError:
+                logger.warning("catalog of database %s not ready yet; the watcher keeps trying", database)
 
     def _new_session(self) -> asyncio.Protocol:
         limit = self.config.listen.max_client_connections
@@ -90,6 +105,8 @@ class ProxyServer:
             self.ctx.stats.forced_closes += 1
             session.terminate()
         self.ctx.stats.ready = False
+        if self.ctx.catalog is not None:
+            await self.ctx.catalog.close()
 
 
 class _Refuse(asyncio.Protocol):

@@ -24,10 +24,13 @@ import ssl
 from collections.abc import Callable
 from typing import Final, cast
 
+from proxy.catalog.cache import EMPTY_SNAPSHOT
+from proxy.ddl.guard import SessionGuard
 from proxy.errors import AuthError, ProtocolError, ProxyError, UpstreamError
 from proxy.net import auth
 from proxy.net.channel import FrameChannel, client_gone, upstream_gone
 from proxy.net.context import ProxyContext
+from proxy.net.guardlink import GuardLink
 from proxy.net.upstream import open_upstream
 from proxy.protocol import messages, scram
 from proxy.protocol.codes import AuthRequest, Backend, TransactionStatus
@@ -70,6 +73,8 @@ class Session(asyncio.Protocol):
         self._upstream_frames = FrameChannel("upstream")
         self._task: asyncio.Task[None] | None = None
         self._startup_raw = b""
+        self._injection: _Injection | None = None
+        self.guard_link: GuardLink | None = None
         # Relay hooks: message types each direction must see whole, and what to do with them.
         self._client_handlers: dict[int, FrameHandler] = {}
         self._upstream_handlers: dict[int, FrameHandler] = {}
@@ -244,7 +249,33 @@ class Session(asyncio.Protocol):
             # Channel binding ties SCRAM to one TLS link; the proxy always makes two hops.
             self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
         self._upstream_handlers[Backend.BACKEND_KEY_DATA] = self._note_backend_key
-        self.log.debug("session for user=%s database=%s", startup.user, startup.database)
+        pinned = cfg.auth.mode == "password" and cfg.auth.database
+        database = cfg.auth.database if pinned else startup.database
+        user = self.ctx.target.user if cfg.auth.mode == "password" else startup.user
+        if "replication" not in startup.parameters:
+            await self._attach_guard(database, user)
+        self.log.debug("session for user=%s database=%s", startup.user, database)
+
+    async def _attach_guard(self, database: str, user: str) -> None:
+        """Managed databases get the migration guard; any other is relayed untouched."""
+        catalog = self.ctx.catalog
+        if catalog is None or database not in self.ctx.managed_databases:
+            return
+        watcher = catalog.watcher(database)
+        try:
+            await watcher.wait_ready(self.ctx.target.connect_timeout)
+        except TimeoutError:
+            self.log.warning("catalog of %s not loaded yet: guarding with what is known", database)
+        guard_cfg = self.ctx.config.guard
+        guard = SessionGuard(
+            lambda: watcher.snapshot or EMPTY_SNAPSHOT,
+            user=user,
+            catalog_schema=self.ctx.config.catalog.schema,
+            do_blocks="allow" if guard_cfg.do_blocks == "allow" else "reject",
+            on_parse_error="reject" if guard_cfg.on_parse_error == "reject" else "forward",
+        )
+        self.guard_link = GuardLink(self, guard, watcher)
+        self.guard_link.install()
 
     async def _connect_upstream(self) -> None:
         try:
@@ -307,7 +338,11 @@ class Session(asyncio.Protocol):
         self.ctx.stats.bytes_to_clients += len(data)
         framer = self._upstream_framer
         items = framer.feed(data)
-        self._forward(items, data, framer.contiguous, self._upstream_handlers, client)
+        contiguous = framer.contiguous
+        if self._injection is not None:
+            items = self._feed_injection(items)
+            contiguous = False
+        self._forward(items, data, contiguous, self._upstream_handlers, client)
 
     @staticmethod
     def _forward(
@@ -341,26 +376,54 @@ class Session(asyncio.Protocol):
         if data:
             self._write_client(data)
 
-    def _note_ready(self, frame: Frame) -> bytes:
+    def _note_ready(self, frame: Frame) -> bytes | None:
         self.status = TransactionStatus(frame.raw[5])
         self.busy = False
         if self._draining and self.status == TransactionStatus.IDLE:
             asyncio.get_running_loop().call_soon(self.terminate)
+        if self.guard_link is not None:
+            return self.guard_link.on_ready(frame)
         return frame.raw
 
     def _note_backend_key(self, frame: Frame) -> bytes:
         self.backend_pid = messages.decode_backend_key_data(frame.body).pid
         # Authentication is over: stop looking at 'R' messages.
-        self._set_upstream_handler(Backend.AUTHENTICATION, None)
+        self.set_upstream_handler(Backend.AUTHENTICATION, None)
         return frame.raw
 
-    def _set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None:
-        if handler is None:
-            self._upstream_handlers.pop(code, None)
-        else:
-            self._upstream_handlers[code] = handler
-        if self.relaying:
+    def set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None:
+        """Look at upstream messages of type `code` (None: stop looking, just relay them)."""
+        _set_handler(self._upstream_handlers, code, handler)
+        if self.relaying and self._injection is None:
             self._upstream_framer.set_keep(self._upstream_handlers)
+
+    def set_client_handler(self, code: int, handler: FrameHandler | None) -> None:
+        """Look at client messages of type `code` (None: stop looking, just relay them)."""
+        _set_handler(self._client_handlers, code, handler)
+        if self.relaying:
+            self._client_framer.set_keep(self._client_handlers)
+
+    def inject(self, sql: str, done: Callable[[list[list[bytes | None]]], None]) -> None:
+        """Run `sql` on the upstream where the client cannot see it; `done` gets its rows.
+
+        Only at a point where the client waits for nothing (its ReadyForQuery is held back).
+        """
+        self._injection = _Injection(done)
+        self._upstream_framer.set_keep((), keep_all=True)
+        self._write_upstream(messages.query(sql))
+
+    def _feed_injection(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
+        """Give the injected query its reply; return the items that come after it."""
+        injection = self._injection
+        assert injection is not None
+        for index, item in enumerate(items):
+            assert isinstance(item, Frame)
+            if injection.collect(item):
+                self._injection = None
+                self._upstream_framer.set_keep(self._upstream_handlers)
+                injection.done(injection.rows)
+                return items[index + 1 :]
+        return []
 
     def _strip_channel_binding(self, frame: Frame) -> bytes:
         """Never offer SCRAM-SHA-256-PLUS: the client's TLS link is not the upstream's.
@@ -436,6 +499,9 @@ class Session(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.abort()
 
+    def write_client(self, data: bytes) -> None:
+        self._write_client(data)
+
     def _write_client(self, data: bytes) -> None:
         if self.client is not None and not self.client.is_closing():
             self.ctx.stats.bytes_to_clients += len(data)
@@ -444,6 +510,30 @@ class Session(asyncio.Protocol):
     def _write_upstream(self, data: bytes) -> None:
         if self.upstream is not None:
             self.upstream.write(data)
+
+
+def _set_handler(handlers: dict[int, FrameHandler], code: int, handler: FrameHandler | None) -> None:
+    if handler is None:
+        handlers.pop(code, None)
+    else:
+        handlers[code] = handler
+
+
+class _Injection:
+    """Collects the reply to a query the proxy sent on its own, up to its ReadyForQuery."""
+
+    __slots__ = ("done", "rows")
+
+    def __init__(self, done: Callable[[list[list[bytes | None]]], None]) -> None:
+        self.done = done
+        self.rows: list[list[bytes | None]] = []
+
+    def collect(self, frame: Frame) -> bool:
+        if frame.type == Backend.DATA_ROW:
+            self.rows.append(messages.decode_data_row(frame.body))
+        elif frame.type == Backend.ERROR_RESPONSE:
+            logger.warning("injected query failed: %s", messages.decode_error_fields(frame.body).get("M"))
+        return frame.type == Backend.READY_FOR_QUERY
 
 
 async def _send_cancel(ctx: ProxyContext, raw: bytes) -> None:

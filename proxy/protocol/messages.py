@@ -282,3 +282,44 @@ def decode_parse(body: _BUFFER) -> Parse:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def encode_parse(name: bytes, sql: bytes, param_types: tuple[int, ...] = ()) -> bytes:
+    body = name + b"\0" + sql + b"\0" + _INT16.pack(len(param_types))
+    body += b"".join(_UINT32.pack(oid) for oid in param_types)
+    return message(Frontend.PARSE, body)
+
+
+def encode_bind(portal: bytes, statement: bytes) -> bytes:
+    """A Bind with no parameters and default result formats."""
+    return message(Frontend.BIND, portal + b"\0" + statement + b"\0" + b"\0\0" + b"\0\0" + b"\0\0")
+
+
+@dataclass(frozen=True, slots=True)
+class BindTarget:
+    portal: bytes
+    statement: bytes
+
+
+def decode_bind_target(body: _BUFFER) -> BindTarget:
+    """Only the names at the head of a Bind: its parameters stay undecoded."""
+    reader = Reader(body)
+    return BindTarget(reader.cstring(), reader.cstring())
+
+
+def decode_data_row(body: _BUFFER) -> list[bytes | None]:
+    reader = Reader(body)
+    values: list[bytes | None] = []
+    for _ in range(reader.int16()):
+        length = reader.int32()
+        values.append(None if length < 0 else reader.take(length))
+    return values
+
+
+def decode_command_tag(body: _BUFFER) -> str:
+    return _text(Reader(body).cstring())
+
+
+def encode_error_fields(fields: Mapping[str, str], *, code: int = Backend.ERROR_RESPONSE) -> bytes:
+    body = b"".join(f.encode("ascii") + cstring(v.replace("\0", "")) for f, v in fields.items())
+    return message(code, body + b"\0")
