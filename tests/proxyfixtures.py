@@ -65,6 +65,18 @@ class RunningProxy:
     def session_count(self) -> int:
         return len(self.server.ctx.sessions)
 
+    def catalog_sees(
+        self, predicate: Callable[[Any], bool], database: str = "app", timeout: float = 10
+    ) -> None:
+        """Wait until the proxy's catalog watcher has loaded a snapshot where `predicate` holds.
+
+        Changes made directly on the database reach the proxy by NOTIFY; tests that make them
+        wait for that event instead of sleeping.
+        """
+        catalog = self.server.ctx.catalog
+        assert catalog is not None
+        self.call(catalog.watcher(database).wait_for(predicate, timeout))
+
     def stop(self, grace: float = 2.0) -> None:
         try:
             self.call(self.server.shutdown(grace))

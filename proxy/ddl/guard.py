@@ -94,8 +94,9 @@ class SessionGuard:
         self.catalog_schema = catalog_schema
         self.do_blocks: Literal["reject", "allow"] = do_blocks
         self.on_parse_error = on_parse_error
-        self.session_path: tuple[str, ...] = DEFAULT_SEARCH_PATH
-        self.search_path: tuple[str, ...] = DEFAULT_SEARCH_PATH
+        self.default_path: tuple[str, ...] = DEFAULT_SEARCH_PATH  # what RESET goes back to
+        self.session_path: tuple[str, ...] = DEFAULT_SEARCH_PATH  # outside SET LOCAL
+        self.search_path: tuple[str, ...] = DEFAULT_SEARCH_PATH  # in effect now
         self.tx = Overlay()
         self.committed = Overlay()
         self.prepared: dict[bytes, tuple[Statement, ...]] = {}
@@ -104,7 +105,7 @@ class SessionGuard:
 
     def learn_search_path(self, value: str, user: str | None = None) -> None:
         """The session's real search_path, read from the server at login."""
-        self.session_path = self.search_path = parse_search_path(value)
+        self.default_path = self.session_path = self.search_path = parse_search_path(value)
         if user:
             self.user = user
 
@@ -223,9 +224,9 @@ class SessionGuard:
     def _on_electric(self, stmt: Statement) -> None:
         command = stmt.electric
         if isinstance(command, electric.ElectricEnable | electric.ElectricDisable):
-            table = self.resolve(command.table)
-            if table is None:
-                return
+            # A table the snapshot does not know yet (created directly a moment ago) is where
+            # Postgres would create it: the first existing schema on the path.
+            table = self.resolve(command.table) or self.creation_target(command.table)
             if isinstance(command, electric.ElectricEnable):
                 self.tx.disabled.discard(table)
                 self.tx.electrified.add(table)
@@ -241,7 +242,7 @@ class SessionGuard:
             # Identifiers come folded by the parser; a quoted list ('a, b') is split here.
             path = tuple(p for v in facts.values for p in (parse_search_path(v) if "," in v else (v,)))
         else:  # RESET, SET ... TO DEFAULT, RESET ALL, DISCARD ALL
-            path = self.session_path
+            path = self.default_path
         self.search_path = path
         if not facts.local:
             self.session_path = path
@@ -262,10 +263,15 @@ class SessionGuard:
             table = TableId(schema, name.name)
             if table in self.tx.dropped or table in self.committed.dropped:
                 continue
-            known = table in self.tx.created or table in self.committed.created
-            if known or snap.relation(schema, name.name):
+            if self._known(table) or snap.relation(schema, name.name):
                 return table
         return None
+
+    def _known(self, table: TableId) -> bool:
+        """Known to exist from this session's own statements, whatever the snapshot says."""
+        return any(
+            table in layer.created or table in layer.electrified for layer in (self.tx, self.committed)
+        )
 
     def creation_target(self, name: QualifiedName) -> TableId:
         if name.schema is not None:
