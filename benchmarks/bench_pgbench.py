@@ -1,10 +1,12 @@
 """`pgbench -S` through electric-proxy vs direct Postgres vs PgBouncer (session mode), interleaved.
 
-One invocation starts a throwaway Postgres (`proxy.embedded.EmbeddedPostgres`), PgBouncer and the
-proxy (as a separate `python -m proxy serve` process, as users run it), loads `pgbench -i`, then
-for every round and every query mode runs each target back to back, rotating the target order each
-round. It prints medians, paired per-round TPS ratios and CPU per query (of the proxy / PgBouncer
-process tree and of the whole box, from /proc). See benchmarks/README.md.
+One invocation starts a throwaway Postgres (`proxy.embedded.EmbeddedPostgres`), PgBouncer and one
+proxy process per *variant* (each a separate `python -m proxy serve` on its own port, as users run
+it, with its own environment: `--variant guard=ELECTRIC_PROXY_GUARD_ENABLED=true`), loads
+`pgbench -i`, then for every round and every query mode runs each target back to back, rotating the
+target order each round. It prints medians, paired per-round TPS ratios (vs direct, vs PgBouncer and
+vs the baseline variant) and CPU per query (of each proxy / PgBouncer process tree and of the whole
+box, from /proc). See benchmarks/README.md.
 
 Exit status: 0 when every pgbench run succeeded (whatever the ratios), 1 when any run failed,
 2 when the setup failed, 130 when interrupted.
@@ -46,6 +48,13 @@ PGBOUNCER_INSTALL_HINT: Final = "apt-get install -y pgbouncer"
 ALL_TARGETS: Final = ("direct", "pgbouncer", "proxy")
 ALL_MODES: Final = ("simple", "extended", "prepared")
 GOAL_VS_PGBOUNCER: Final = 0.80
+# A variant (e.g. the guard) against the baseline variant (e.g. the plain relay).
+GOAL_VS_BASELINE: Final = 0.95
+DEFAULT_VARIANT: Final = "proxy"
+BASELINE_PREFERRED: Final = "relay"
+_LABEL: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+# Splits "A=1,B=x,y" into "A=1" and "B=x,y": a comma starts a new pair only before NAME=.
+_PAIR_SPLIT: Final = re.compile(r",(?=[A-Za-z_][A-Za-z0-9_]*=)")
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S: Final = 30.0
 # pgbench gets this long on top of -T before we call the run hung and kill it.
@@ -69,6 +78,18 @@ class Interrupted(BaseException):
 
 
 @dataclass(frozen=True)
+class Variant:
+    """One proxy configuration: its own process, port and environment (on top of --env)."""
+
+    label: str
+    env: dict[str, str]
+
+    @property
+    def display(self) -> str:
+        return "proxy" if self.label == DEFAULT_VARIANT else f"proxy[{self.label}]"
+
+
+@dataclass(frozen=True)
 class Options:
     clients: int
     jobs: int
@@ -84,6 +105,8 @@ class Options:
     label: str
     json_path: Path | None
     logs_dir: Path | None = None
+    variants: tuple[Variant, ...] = (Variant(DEFAULT_VARIANT, {}),)
+    baseline: str = DEFAULT_VARIANT  # the variant the others are compared with
     pgbench: str = "pgbench"  # resolved next to the server binaries once Postgres is up
 
 
@@ -110,6 +133,23 @@ def _env_pair(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError("expected KEY=VALUE")
     return key, value
+
+
+def _variant(text: str) -> Variant:
+    """LABEL=ENV=VALUE[,ENV=VALUE...], or a bare LABEL (or LABEL=) for the default configuration."""
+    label, _, rest = text.partition("=")
+    label = label.strip()
+    if not _LABEL.fullmatch(label):
+        raise argparse.ArgumentTypeError(
+            "expected LABEL=ENV=VALUE[,ENV=VALUE...] with LABEL in [A-Za-z0-9_.-]"
+        )
+    if label in ("direct", "pgbouncer"):
+        raise argparse.ArgumentTypeError(f"the label {label!r} is taken by a target")
+    env: dict[str, str] = {}
+    for pair in _PAIR_SPLIT.split(rest) if rest.strip() else []:
+        key, value = _env_pair(pair.strip())
+        env[key] = value
+    return Variant(label, env)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,9 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=_env_pair,
         default=[],
         metavar="KEY=VALUE",
-        help="environment for the proxy process, repeatable (e.g. ELECTRIC_PROXY_GUARD_ENABLED=false)",
+        help="environment for every proxy process, repeatable (e.g. ELECTRIC_PROXY_DRIFT_ENABLED=false)",
     )
-    parser.add_argument("--label", default="", help="name of the proxy variant in the output")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=_variant,
+        default=[],
+        metavar="LABEL=ENV=VALUE[,ENV=VALUE...]",
+        help="a proxy variant: its own process and port, with these variables on top of --env; repeatable "
+        "(default: one variant 'proxy' with the default config)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="LABEL",
+        help=f"variant to compare the others with (default: {BASELINE_PREFERRED!r} if given, else first)",
+    )
+    parser.add_argument(
+        "--label", default="", help="name of the single proxy variant in the output (without --variant)"
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write raw results here")
     parser.add_argument(
         "--logs",
@@ -159,7 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    variants: tuple[Variant, ...] = tuple(args.variant)
+    if variants and args.label:
+        parser.error("--label names the single default proxy; with --variant every variant has its own label")
+    if not variants:
+        if args.label and not _LABEL.fullmatch(args.label):
+            parser.error("--label must match [A-Za-z0-9_.-]{1,32}")
+        if args.label in ("direct", "pgbouncer"):
+            parser.error(f"--label {args.label!r} is taken by a target")
+        variants = (Variant(args.label or DEFAULT_VARIANT, {}),)
+    labels = [v.label for v in variants]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        parser.error(f"duplicate --variant label(s): {', '.join(duplicates)}")
+    if args.baseline is not None and args.baseline not in labels:
+        parser.error(f"--baseline {args.baseline!r} is not a variant label ({', '.join(labels)})")
+    baseline = args.baseline or (BASELINE_PREFERRED if BASELINE_PREFERRED in labels else labels[0])
     return Options(
         clients=args.clients,
         jobs=args.jobs,
@@ -175,6 +249,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         label=args.label,
         json_path=args.json,
         logs_dir=args.logs,
+        variants=variants,
+        baseline=baseline,
     )
 
 
@@ -249,6 +325,22 @@ def wait_for_tcp(port: int, proc: subprocess.Popen[bytes], what: str, log: Path)
         delay = min(delay * 2, 0.2)
 
 
+def wait_for_log(
+    log: Path, needle: str, proc: subprocess.Popen[bytes], what: str, timeout: float = READY_TIMEOUT_S
+) -> None:
+    """Poll until `needle` shows up in `log`; fail early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if needle in log.read_text(errors="replace"):
+                return
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with code {proc.returncode} during startup:\n{tail(log)}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what} did not log {needle!r} in time:\n{tail(log)}")
+        time.sleep(0.05)
+
+
 def check_sql(port: int, what: str) -> None:
     """One real query through the target before timing it, so a broken target fails loudly."""
     try:
@@ -305,9 +397,10 @@ def _server_user() -> pwd.struct_passwd | None:
 class Target:
     """Something pgbench can connect to over TCP 127.0.0.1."""
 
-    name: str  # direct | pgbouncer | proxy
+    name: str  # direct | pgbouncer | the proxy variant's label
     display: str
     port: int = 0
+    kind: str = ""  # direct | pgbouncer | proxy
     cpu: Callable[[], float] | None = None  # CPU seconds of the in-between process(es)
     dead: Callable[[], str | None] = lambda: None  # why it can no longer serve, if it can't
     absent: str | None = None  # why it was not started at all
@@ -391,6 +484,7 @@ class PgBouncer:
             "pgbouncer",
             "pgbouncer",
             self.port,
+            kind="pgbouncer",
             cpu=lambda: process_tree_cpu_seconds(proc.pid),
             dead=lambda: _exited(proc, "pgbouncer"),
             log=self.log,
@@ -400,9 +494,10 @@ class PgBouncer:
 class ProxyProcess:
     """`python -m proxy serve ...` as a child process, exactly as a user would start it."""
 
-    def __init__(self, upstream: str, opts: Options) -> None:
+    def __init__(self, upstream: str, opts: Options, variant: Variant) -> None:
         self.upstream = upstream
         self.opts = opts
+        self.variant = variant
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -433,7 +528,12 @@ class ProxyProcess:
             if not k.startswith(PROXY_ENV_PREFIXES) and k not in PROXY_ENV_NAMES
         }
         env.update(self.opts.proxy_env)
+        env.update(self.variant.env)
         return env
+
+    def settings(self) -> dict[str, str]:
+        """The variables this proxy gets on top of the cleaned environment (for the stamp)."""
+        return {**self.opts.proxy_env, **self.variant.env}
 
     def start(self) -> None:
         with self.log.open("wb") as log:
@@ -447,26 +547,29 @@ class ProxyProcess:
                 env=self.env(),
                 start_new_session=True,
             )
-        wait_for_tcp(self.port, self.proc, "proxy", self.log)
+        what = self.variant.display
+        wait_for_tcp(self.port, self.proc, what, self.log)
+        # The socket listens before the catalog is installed (guard on); `listening on` comes after.
+        wait_for_log(self.log, "listening on", self.proc, what)
 
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGTERM)
             code = self.proc.returncode
             if code not in (0, -signal.SIGTERM):
-                print(f"proxy stopped with exit code {code}", file=sys.stderr)
+                print(f"{self.variant.display} stopped with exit code {code}", file=sys.stderr)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def target(self) -> Target:
         proc = self.proc
         assert proc is not None
-        display = f"proxy[{self.opts.label}]" if self.opts.label else "proxy"
         return Target(
-            "proxy",
-            display,
+            self.variant.label,
+            self.variant.display,
             self.port,
+            kind="proxy",
             cpu=lambda: process_tree_cpu_seconds(proc.pid),
-            dead=lambda: _exited(proc, "proxy"),
+            dead=lambda: _exited(proc, self.variant.display),
             command=self.command(),
             log=self.log,
         )
@@ -672,6 +775,7 @@ class Row:
     max_tps: float | None = None
     vs_direct: float | None = None
     vs_pgbouncer: float | None = None
+    vs_baseline: float | None = None
     hop_us: float | None = None
     box_us: float | None = None
     ok_runs: int = 0
@@ -691,6 +795,8 @@ def summarize(target: Target, runs: Sequence[Run], mode: str, opts: Options) -> 
         row.median_tps, row.min_tps, row.max_tps = statistics.median(tps), min(tps), max(tps)
     row.vs_direct = paired_ratio(runs, mode, target.name, "direct")
     row.vs_pgbouncer = paired_ratio(runs, mode, target.name, "pgbouncer")
+    if target.kind == "proxy":
+        row.vs_baseline = paired_ratio(runs, mode, target.name, opts.baseline)
     row.hop_us = _median([r.us_per_query(r.hop_cpu_s) for r in good])
     row.box_us = _median([r.us_per_query(r.box_cpu_s) for r in good])
     return row
@@ -700,56 +806,73 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-# (title, width); the first column is left-aligned, the rest right-aligned.
-COLUMNS: Final = (
-    ("target", 18),
-    ("median TPS", 10),
-    ("min-max TPS", 15),
-    ("vs direct", 9),
-    ("vs pgbouncer", 12),
-    ("proxy CPU µs/q", 14),
-    ("box CPU µs/q", 12),
-    ("ok/runs", 7),
-)
+@dataclass(frozen=True)
+class Table:
+    """Column titles and widths; the first column is left-aligned, the rest right-aligned.
 
+    The `vs BASELINE` column is there only when more than one proxy variant runs.
+    """
 
-def _line(cells: Sequence[str]) -> str:
-    first, *rest = (
-        cell.ljust(width) if i == 0 else cell.rjust(width)
-        for i, (cell, (_, width)) in enumerate(zip(cells, COLUMNS, strict=True))
-    )
-    return "  ".join([first, *rest])
+    columns: tuple[tuple[str, int], ...]
 
+    @classmethod
+    def build(cls, targets: Sequence[Target], opts: Options) -> Table:
+        first = max([18, *(len(t.display) for t in targets)])
+        columns: list[tuple[str, int]] = [
+            ("target", first),
+            ("median TPS", 10),
+            ("min-max TPS", 15),
+            ("vs direct", 9),
+            ("vs pgbouncer", 12),
+        ]
+        if len(opts.variants) > 1:
+            title = f"vs {opts.baseline}"
+            columns.append((title, max(9, len(title))))
+        columns += [("proxy CPU µs/q", 14), ("box CPU µs/q", 12), ("ok/runs", 7)]
+        return cls(tuple(columns))
 
-HEADER: Final = _line([title for title, _ in COLUMNS])
+    @property
+    def has_baseline(self) -> bool:
+        return len(self.columns) == 9
 
+    def line(self, cells: Sequence[str]) -> str:
+        first, *rest = (
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, (_, width)) in enumerate(zip(cells, self.columns, strict=True))
+        )
+        return "  ".join([first, *rest])
 
-def format_row(row: Row) -> str:
-    if row.absent is not None:
-        return f"{row.display:18}  absent: {row.absent}"
-    span = "-" if row.min_tps is None else f"{row.min_tps:,.0f}-{row.max_tps or 0:,.0f}"
-    return _line(
-        [
+    @property
+    def header(self) -> str:
+        return self.line([title for title, _ in self.columns])
+
+    def row(self, row: Row) -> str:
+        if row.absent is not None:
+            return f"{row.display:{self.columns[0][1]}}  absent: {row.absent}"
+        span = "-" if row.min_tps is None else f"{row.min_tps:,.0f}-{row.max_tps or 0:,.0f}"
+        cells = [
             row.display,
             _fmt(row.median_tps, ",.0f"),
             span,
             _fmt(row.vs_direct, ".2f"),
             _fmt(row.vs_pgbouncer, ".2f"),
-            _fmt(row.hop_us, ".1f"),
-            _fmt(row.box_us, ".1f"),
-            f"{row.ok_runs}/{row.runs}",
         ]
-    )
+        if self.has_baseline:
+            cells.append(_fmt(row.vs_baseline, ".2f"))
+        cells += [_fmt(row.hop_us, ".1f"), _fmt(row.box_us, ".1f"), f"{row.ok_runs}/{row.runs}"]
+        return self.line(cells)
 
 
 def mode_report(targets: Sequence[Target], runs: Sequence[Run], mode: str, opts: Options) -> list[str]:
+    table = Table.build(targets, opts)
     rows = [summarize(t, runs, mode, opts) for t in targets]
+    header = table.header
     lines = [
         f"mode {mode}: pgbench -n -S -M {mode} -c {opts.clients} -j {opts.jobs} -T {opts.duration}, "
         f"{opts.rounds} round(s); ratios = median of per-round paired ratios",
-        HEADER,
-        "-" * len(HEADER),
-        *(format_row(row) for row in rows),
+        header,
+        "-" * len(header),
+        *(table.row(row) for row in rows),
     ]
     loaded = sum(row.high_load_runs for row in rows)
     if loaded:
@@ -757,19 +880,46 @@ def mode_report(targets: Sequence[Target], runs: Sequence[Run], mode: str, opts:
     return lines
 
 
-def goal_line(targets: Sequence[Target], runs: Sequence[Run], mode: str) -> str:
-    names = {t.name: t for t in targets}
-    if "proxy" not in names or "pgbouncer" not in names:
-        missing = "proxy" if "proxy" not in names else "pgbouncer"
-        value = f"n/a ({missing} not measured)"
-    elif names["pgbouncer"].absent is not None:
-        value = "n/a (pgbouncer absent)"
-    else:
-        ratio = paired_ratio(runs, mode, "proxy", "pgbouncer")
-        value = "n/a (no paired successful runs)" if ratio is None else f"{ratio:.2f}"
-        if ratio is not None:
-            value += " met" if ratio >= GOAL_VS_PGBOUNCER else " NOT met"
-    return f"{mode:8}: proxy/pgbouncer median TPS ratio = {value} (goal >= {GOAL_VS_PGBOUNCER:.2f})"
+def _ratio_text(ratio: float | None, goal: float) -> str:
+    if ratio is None:
+        return "n/a (no paired successful runs)"
+    return f"{ratio:.2f} " + ("met" if ratio >= goal else "NOT met")
+
+
+def goal_lines(targets: Sequence[Target], runs: Sequence[Run], mode: str, opts: Options) -> list[str]:
+    """Per mode: every variant vs pgbouncer, every other variant vs the baseline, CPU per variant."""
+    proxies = [t for t in targets if t.kind == "proxy"]
+    bouncer = next((t for t in targets if t.kind == "pgbouncer"), None)
+    lines: list[str] = []
+    if not proxies:
+        return [f"{mode:8}: proxy/pgbouncer median TPS ratio = n/a (proxy not measured)"]
+    for proxy in proxies:
+        if bouncer is None:
+            value = "n/a (pgbouncer not measured)"
+        elif bouncer.absent is not None:
+            value = "n/a (pgbouncer absent)"
+        else:
+            value = _ratio_text(paired_ratio(runs, mode, proxy.name, "pgbouncer"), GOAL_VS_PGBOUNCER)
+        goal = f"(goal >= {GOAL_VS_PGBOUNCER:.2f})"
+        lines.append(f"{mode:8}: {proxy.display}/pgbouncer median TPS ratio = {value} {goal}")
+    base = next((t for t in proxies if t.name == opts.baseline), None)
+    if base is None or len(proxies) < 2:
+        return lines
+    base_cpu = summarize(base, runs, mode, opts).hop_us
+    for proxy in proxies:
+        if proxy is base:
+            continue
+        value = _ratio_text(paired_ratio(runs, mode, proxy.name, base.name), GOAL_VS_BASELINE)
+        lines.append(
+            f"{mode:8}: {proxy.name}/{base.name} median TPS ratio = {value} (goal >= {GOAL_VS_BASELINE:.2f})"
+        )
+    for proxy in proxies:
+        cpu = summarize(proxy, runs, mode, opts).hop_us
+        delta = ""
+        if proxy is not base and cpu is not None and base_cpu is not None:
+            delta = f" ({cpu - base_cpu:+.1f} vs {base.name})"
+        lines.append(f"{mode:8}: {proxy.display} proxy CPU = {_fmt(cpu, '.1f')} µs/q{delta}")
+    return lines
 
 
 _NOTABLE = re.compile(r"\b(WARNING|ERROR|FATAL|CRITICAL|PANIC|Traceback)\b")
@@ -823,8 +973,25 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def environment_stamp(pg: EmbeddedPostgres, opts: Options, proxy_cmd: list[str] | None) -> dict[str, object]:
-    return {
+def git_commit() -> str:
+    """`git rev-parse --short HEAD` of the checkout holding `proxy`, marked when proxy/ has local edits."""
+    repo = Path(__file__).resolve().parent.parent
+    head = _version_of(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+    try:
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "proxy"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        dirty = ""
+    return f"{head} (+ uncommitted changes in proxy/)" if dirty else head
+
+
+def environment_stamp(pg: EmbeddedPostgres, opts: Options, targets: Sequence[Target]) -> dict[str, object]:
+    stamp: dict[str, object] = {
         "nproc": os.cpu_count(),
         "loadavg_before": list(os.getloadavg()),
         "kernel": platform.release(),
@@ -834,10 +1001,15 @@ def environment_stamp(pg: EmbeddedPostgres, opts: Options, proxy_cmd: list[str] 
         "postgres": _version_of([str(pg.bin("postgres")), "--version"]),
         "pgbench": _version_of([opts.pgbench, "--version"]),
         "pgbouncer": _version_of([str(PGBOUNCER_BIN), "--version"]) if PGBOUNCER_BIN.exists() else "absent",
-        "proxy_command": proxy_cmd,
-        "proxy_env": opts.proxy_env,
-        "proxy_label": opts.label,
+        "proxy_commit": git_commit(),
+        "proxy_baseline": opts.baseline if len(opts.variants) > 1 else "-",
     }
+    settings = {v.label: {**opts.proxy_env, **v.env} for v in opts.variants}
+    for target in targets:
+        if target.kind == "proxy":
+            stamp[f"{target.display} env"] = settings[target.name]
+            stamp[f"{target.display} cmd"] = target.command
+    return stamp
 
 
 def print_stamp(stamp: dict[str, object]) -> None:
@@ -847,6 +1019,8 @@ def print_stamp(stamp: dict[str, object]) -> None:
             value = " ".join(f"{v:.2f}" for v in value)
         elif isinstance(value, list):
             value = " ".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = " ".join(f"{k}={v}" for k, v in value.items()) or "(defaults)"
         print(f"  {key:16} {value}")
 
 
@@ -883,21 +1057,22 @@ def start_targets(stack: contextlib.ExitStack, pg: EmbeddedPostgres, opts: Optio
     targets: list[Target] = []
     for name in opts.targets:
         if name == "direct":
-            targets.append(Target("direct", "direct", pg.port))
+            targets.append(Target("direct", "direct", pg.port, kind="direct"))
         elif name == "pgbouncer" and not PGBOUNCER_BIN.exists():
             print(f"pgbouncer not found at {PGBOUNCER_BIN}; install it with: {PGBOUNCER_INSTALL_HINT}")
             absent = f"not installed ({PGBOUNCER_INSTALL_HINT})"
-            targets.append(Target("pgbouncer", "pgbouncer", absent=absent))
+            targets.append(Target("pgbouncer", "pgbouncer", kind="pgbouncer", absent=absent))
         elif name == "pgbouncer":
             bouncer = PgBouncer(pg.port)
             stack.callback(bouncer.stop)
             bouncer.start()
             targets.append(bouncer.target())
         else:
-            proxy = ProxyProcess(pg.url(DB, user=USER, password=PASSWORD), opts)
-            stack.callback(proxy.stop)
-            proxy.start()
-            targets.append(proxy.target())
+            for variant in opts.variants:
+                proxy = ProxyProcess(pg.url(DB, user=USER, password=PASSWORD), opts, variant)
+                stack.callback(proxy.stop)
+                proxy.start()
+                targets.append(proxy.target())
     for target in targets:
         if target.absent is None:
             check_sql(target.port, target.display)
@@ -929,7 +1104,8 @@ def save_logs(targets: Sequence[Target], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for target in targets:
         if target.log is not None and target.log.exists():
-            shutil.copyfile(target.log, directory / f"{target.name}.log")
+            name = target.name if target.name in ("proxy", "pgbouncer") else f"proxy-{target.name}"
+            shutil.copyfile(target.log, directory / f"{name}.log")
     print(f"logs copied to {directory}")
 
 
@@ -942,7 +1118,7 @@ def report(targets: list[Target], runs: list[Run], opts: Options, stamp: dict[st
     print()
     print("summary (proxy CPU µs/q is the proxy's, or pgbouncer's own, process-tree CPU per transaction):")
     for mode in opts.modes:
-        print(goal_line(targets, runs, mode))
+        print("\n".join(goal_lines(targets, runs, mode, opts)))
     print()
     for target in targets:
         digest = log_digest(target)
@@ -968,8 +1144,7 @@ def run(opts: Options) -> int:
         opts = replace(opts, pgbench=find_pgbench(pg))
         load_pgbench_tables(pg, opts)
         targets = start_targets(stack, pg, opts)
-        proxy_cmd = next((t.command for t in targets if t.command), None)
-        stamp = environment_stamp(pg, opts, proxy_cmd)
+        stamp = environment_stamp(pg, opts, targets)
         runs = benchmark(targets, opts)
         return report(targets, runs, opts, stamp)
 

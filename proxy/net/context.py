@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import ssl
 import time
 from collections import Counter
@@ -52,6 +54,7 @@ class ProxyContext:
     proxy_keys: scram.ScramKeys | None = None
     catalog: CatalogCache | None = None
     managed_databases: frozenset[str] = frozenset()
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _next_id: int = 0
 
     def __post_init__(self) -> None:

@@ -19,8 +19,9 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from proxy.catalog.cache import CatalogWatcher
-from proxy.ddl import rewrite
-from proxy.ddl.guard import SessionGuard
+from proxy.ddl import capture, rewrite
+from proxy.ddl.classify import Statement
+from proxy.ddl.guard import Inspection, SessionGuard
 from proxy.ddl.prefilter import may_need_parse
 from proxy.protocol import messages
 from proxy.protocol.codes import Backend, Frontend, TransactionStatus
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 _LOGIN_QUERY: Final = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_user()"
 _REJECT_STATEMENT: Final = b"electric_proxy_rejected"
+_CAPTURE_STATEMENT: Final = b"electric_proxy_capture"
+CAPTURE_VERSION: Final = 2  # the catalog schema version that brings electric.capture
 # ErrorResponse fields kept when the proxy's own raised error is cleaned up: PL/pgSQL adds a
 # context (W) and its source location (F, L, R), which say nothing about the client's statement.
 _CLEAN_FIELDS: Final = frozenset("SVCMDHstc")
@@ -48,6 +51,12 @@ class GuardLink:
         self._pending_tag: str | None = None
         self._failed = False
         self._logged_in = False
+        self.meta: dict[str, object] = {}
+        self._positions: list[tuple[int, int]] = []  # (rewritten offset, shift) of the query in flight
+        self._ddl_statements: dict[bytes, tuple[Statement, ...]] = {}  # prepared name -> DDL to record
+        self._portals: dict[bytes, bytes] = {}  # portal -> prepared statement name, for those
+        self._batch: list[Statement] = []  # executed in this extended batch, to record at Sync
+        self._after_success: list[Statement] = []  # non-transactional DDL: recorded after it ran
 
     def install(self) -> None:
         s = self.session
@@ -61,20 +70,63 @@ class GuardLink:
         if not may_need_parse(sql):
             return frame.raw
         self.session.ctx.stats.statements_inspected["simple"] += 1
-        inspection = self.guard.inspect(sql.decode("utf-8", "surrogateescape"))
+        text = sql.decode("utf-8", "surrogateescape")
+        inspection = self.guard.inspect(text)
         self._after_inspection()
-        if inspection.replacement is None:
+        if inspection.rejected is not None:
+            self._expect(0, True)
+            return messages.query(inspection.replacement or "")
+        replacement, tags = self._compose(text, inspection)
+        if replacement is None:
             return frame.raw
-        self._expect(inspection.tags, inspection.rejected is not None)
-        return messages.query(inspection.replacement)
+        self._expect(tags, False)
+        return messages.query(replacement)
+
+    def _compose(self, sql: str, inspection: Inspection) -> tuple[str | None, int]:
+        """The client's string with ELECTRIC statements replaced and a capture after each DDL.
+
+        Also notes how positions shift, so a server error points into the client's own text.
+        """
+        pieces: list[str] = []
+        cursor = tags = 0
+        self._positions = []
+        schema = self.guard.catalog_schema
+        capturing = self.capturing
+        for stmt in inspection.statements:
+            if not stmt.ddl or not (capturing or stmt.electric):
+                continue
+            end = stmt.start + len(stmt.text)
+            new = rewrite.electric_call(stmt.electric, schema) if stmt.electric else stmt.text
+            tags += 1 if stmt.electric else 0
+            if not capturing:
+                pass
+            elif stmt.transactional:
+                new += "; " + capture.capture_call([stmt], self.meta, schema=schema)
+                tags += 1
+            else:
+                self._after_success.append(stmt)
+            if new != stmt.text:
+                pieces += [sql[cursor : stmt.start], new]
+                shift = len(new) - len(stmt.text)
+                offset = sum(len(p) for p in pieces)
+                self._positions.append((offset, shift))
+                cursor = end
+        if not pieces:
+            return None, 0
+        pieces.append(sql[cursor:])
+        return "".join(pieces), tags
 
     def on_parse(self, frame: Frame) -> bytes | None:
         parse = messages.decode_parse(frame.body)
+        self._ddl_statements.pop(parse.name, None)
         if not may_need_parse(parse.query):
             return frame.raw
         self.session.ctx.stats.statements_inspected["extended"] += 1
         text = parse.query.decode("utf-8", "surrogateescape")
         inspection = self.guard.inspect(text, name=parse.name or None)
+        if inspection.rejected is None and inspection.ddl and self.capturing:
+            self._ddl_statements[parse.name] = tuple(s for s in inspection.statements if s.ddl)
+            self._watch_batch()
         self._after_inspection()
         if inspection.replacement is None:
             return frame.raw
@@ -85,6 +137,10 @@ class GuardLink:
     def on_bind(self, frame: Frame) -> bytes | None:
         """A named DDL statement executed again is judged again: its tables may have changed."""
         target = messages.decode_bind_target(frame.body)
+        if target.statement in self._ddl_statements:
+            self._portals[target.portal] = target.statement
+        else:
+            self._portals.pop(target.portal, None)
         error = self.guard.recheck(target.statement) if target.statement else None
         if error is None:
             return frame.raw
@@ -93,6 +149,44 @@ class GuardLink:
         return messages.encode_parse(_REJECT_STATEMENT, sql) + messages.encode_bind(
             target.portal, _REJECT_STATEMENT
         )
+
+    @property
+    def capturing(self) -> bool:
+        """Record migrations once the database's catalog has the history tables."""
+        snapshot = self.watcher.snapshot if self.watcher is not None else None
+        return snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
+
+    def _watch_batch(self) -> None:
+        """Follow Bind/Execute/Sync while some prepared statement holds DDL to record."""
+        s = self.session
+        s.set_client_handler(Frontend.BIND, self.on_bind)
+        s.set_client_handler(Frontend.EXECUTE, self.on_execute)
+        s.set_client_handler(Frontend.SYNC, self.on_sync)
+
+    def on_execute(self, frame: Frame) -> bytes | None:
+        portal = messages.Reader(frame.body).cstring()
+        statement = self._portals.get(portal)
+        if statement is not None:
+            for stmt in self._ddl_statements.get(statement, ()):
+                (self._batch if stmt.transactional else self._after_success).append(stmt)
+        return frame.raw
+
+    def on_sync(self, frame: Frame) -> bytes | None:
+        """Record this batch's DDL in its own transaction: the calls go just before Sync."""
+        if not self._batch:
+            return frame.raw
+        call = capture.capture_call(self._batch, self.meta, schema=self.guard.catalog_schema, proxy_tag=None)
+        self._batch = []
+        portal = _CAPTURE_STATEMENT
+        group = (
+            messages.encode_parse(_CAPTURE_STATEMENT, call.encode("utf-8", "surrogateescape"))
+            + messages.encode_bind(portal, _CAPTURE_STATEMENT)
+            + messages.message(Frontend.EXECUTE, portal + b"\0" + b"\0\0\0\0")
+            + messages.message(Frontend.CLOSE, b"S" + _CAPTURE_STATEMENT + b"\0")
+            + messages.message(Frontend.CLOSE, b"P" + portal + b"\0")
+        )
+        self.session.hold_upstream(capture.drop_injected_tail)
+        return group + frame.raw
 
     def _after_inspection(self) -> None:
         if self.guard.prepared:
@@ -127,7 +221,7 @@ class GuardLink:
         if self._pending_tag is not None:
             tag, self._pending_tag = self._pending_tag, None
             self._refresh_upstream()
-            return messages.command_complete(tag)
+            return messages.command_complete(tag) if tag != capture.SWALLOW_TAG else None
         if messages.decode_command_tag(frame.body) == "ROLLBACK":
             self._failed = True
         return frame.raw
@@ -135,8 +229,9 @@ class GuardLink:
     def on_error(self, frame: Frame) -> bytes | None:
         self._failed = True
         self._pending_tag = None
+        self._after_success.clear()
         if not self.expect_errors:
-            return frame.raw
+            return self._client_position(frame)
         fields = messages.decode_error_fields(frame.body)
         ours, position = rewrite.marker_position(fields.get("n", ""))
         if not ours:
@@ -148,17 +243,40 @@ class GuardLink:
             clean["P"] = str(position)
         return messages.encode_error_fields(clean)
 
+    def _client_position(self, frame: Frame) -> bytes | None:
+        """An error in a string the proxy lengthened: point into the client's own text."""
+        if not self._positions:
+            return frame.raw
+        fields = messages.decode_error_fields(frame.body)
+        position = fields.get("P", "")
+        if not position.isdigit():
+            return frame.raw
+        offset = int(position)
+        shift = sum(s for at, s in self._positions if at < offset)
+        fields["P"] = str(max(1, offset - shift))
+        return messages.encode_error_fields(fields)
+
     def on_ready(self, frame: Frame) -> bytes | None:
         """Called by the session for every ReadyForQuery before it is forwarded."""
         if not self._logged_in:
             self._logged_in = True
             self.session.inject(_LOGIN_QUERY, lambda rows: self._learned_path(rows, frame.raw))
             return None  # held until the login query is answered
+        self._positions = []
         status = frame.raw[5]
         if status == TransactionStatus.FAILED:
             self._failed = True
         elif status == TransactionStatus.IDLE:
             self._end_transaction()
+        if self._after_success and status != TransactionStatus.FAILED:
+            # CREATE INDEX CONCURRENTLY and kin cannot share a transaction: record them now
+            # that they succeeded, in a transaction of their own, before the client goes on.
+            statements, self._after_success = self._after_success, []
+            call = capture.capture_call(
+                statements, self.meta, schema=self.guard.catalog_schema, proxy_tag=None
+            )
+            self.session.inject(call, lambda _rows: self.session.write_client(frame.raw))
+            return None
         return frame.raw
 
     def _learned_path(self, rows: list[list[bytes | None]], ready: bytes) -> None:

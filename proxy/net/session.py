@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable
 from typing import Final, cast
 
@@ -73,7 +74,7 @@ class Session(asyncio.Protocol):
         self._upstream_frames = FrameChannel("upstream")
         self._task: asyncio.Task[None] | None = None
         self._startup_raw = b""
-        self._injection: _Injection | None = None
+        self._holds: deque[_Hold] = deque()
         self.guard_link: GuardLink | None = None
         # Relay hooks: message types each direction must see whole, and what to do with them.
         self._client_handlers: dict[int, FrameHandler] = {}
@@ -275,6 +276,11 @@ class Session(asyncio.Protocol):
             on_parse_error="reject" if guard_cfg.on_parse_error == "reject" else "forward",
         )
         self.guard_link = GuardLink(self, guard, watcher)
+        self.guard_link.meta = {
+            "application_name": self.parameters.get("application_name", ""),
+            "client_addr": self.peer,
+            "proxy_instance": self.ctx.instance,
+        }
         self.guard_link.install()
 
     async def _connect_upstream(self) -> None:
@@ -339,8 +345,8 @@ class Session(asyncio.Protocol):
         framer = self._upstream_framer
         items = framer.feed(data)
         contiguous = framer.contiguous
-        if self._injection is not None:
-            items = self._feed_injection(items)
+        if self._holds:
+            items = self._feed_hold(items)
             contiguous = False
         self._forward(items, data, contiguous, self._upstream_handlers, client)
 
@@ -394,7 +400,7 @@ class Session(asyncio.Protocol):
     def set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None:
         """Look at upstream messages of type `code` (None: stop looking, just relay them)."""
         _set_handler(self._upstream_handlers, code, handler)
-        if self.relaying and self._injection is None:
+        if self.relaying and not self._holds:
             self._upstream_framer.set_keep(self._upstream_handlers)
 
     def set_client_handler(self, code: int, handler: FrameHandler | None) -> None:
@@ -408,22 +414,38 @@ class Session(asyncio.Protocol):
 
         Only at a point where the client waits for nothing (its ReadyForQuery is held back).
         """
-        self._injection = _Injection(done)
-        self._upstream_framer.set_keep((), keep_all=True)
+
+        def finish(frames: list[Frame]) -> list[Frame]:
+            done(_rows(frames))
+            return []  # the whole reply is the proxy's own
+
+        self.hold_upstream(finish)
         self._write_upstream(messages.query(sql))
 
-    def _feed_injection(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
-        """Give the injected query its reply; return the items that come after it."""
-        injection = self._injection
-        assert injection is not None
+    def hold_upstream(self, release: Callable[[list[Frame]], list[Frame]]) -> None:
+        """Hold every upstream message up to the next ReadyForQuery, then relay what `release`
+        returns of them (the proxy's own replies taken out)."""
+        self._holds.append(_Hold(release))
+        self._upstream_framer.set_keep((), keep_all=True)
+
+    def _feed_hold(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
+        """Collect held replies; at ReadyForQuery, release them and return the items after it."""
+        released: list[Frame | memoryview] = []
         for index, item in enumerate(items):
-            assert isinstance(item, Frame)
-            if injection.collect(item):
-                self._injection = None
-                self._upstream_framer.set_keep(self._upstream_handlers)
-                injection.done(injection.rows)
-                return items[index + 1 :]
-        return []
+            if not self._holds:
+                return released + items[index:]
+            if not isinstance(item, Frame):
+                # The rest of a message that began before the hold: it precedes all held replies.
+                self._write_client(bytes(item))
+                continue
+            hold = self._holds[0]
+            hold.frames.append(item)
+            if item.type == Backend.READY_FOR_QUERY:
+                self._holds.popleft()
+                if not self._holds:
+                    self._upstream_framer.set_keep(self._upstream_handlers)
+                released += hold.release(hold.frames)
+        return released
 
     def _strip_channel_binding(self, frame: Frame) -> bytes:
         """Never offer SCRAM-SHA-256-PLUS: the client's TLS link is not the upstream's.
@@ -519,21 +541,21 @@ def _set_handler(handlers: dict[int, FrameHandler], code: int, handler: FrameHan
         handlers[code] = handler
 
 
-class _Injection:
-    """Collects the reply to a query the proxy sent on its own, up to its ReadyForQuery."""
+class _Hold:
+    """Upstream replies held back until ReadyForQuery (see `Session.hold_upstream`)."""
 
-    __slots__ = ("done", "rows")
+    __slots__ = ("frames", "release")
 
-    def __init__(self, done: Callable[[list[list[bytes | None]]], None]) -> None:
-        self.done = done
-        self.rows: list[list[bytes | None]] = []
+    def __init__(self, release: Callable[[list[Frame]], list[Frame]]) -> None:
+        self.release = release
+        self.frames: list[Frame] = []
 
-    def collect(self, frame: Frame) -> bool:
-        if frame.type == Backend.DATA_ROW:
-            self.rows.append(messages.decode_data_row(frame.body))
-        elif frame.type == Backend.ERROR_RESPONSE:
+
+def _rows(frames: list[Frame]) -> list[list[bytes | None]]:
+    for frame in frames:
+        if frame.type == Backend.ERROR_RESPONSE:
             logger.warning("injected query failed: %s", messages.decode_error_fields(frame.body).get("M"))
-        return frame.type == Backend.READY_FOR_QUERY
+    return [messages.decode_data_row(f.body) for f in frames if f.type == Backend.DATA_ROW]
 
 
 async def _send_cancel(ctx: ProxyContext, raw: bytes) -> None:

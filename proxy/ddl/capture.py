@@ -1,0 +1,98 @@
+"""What the proxy injects to record a migration, and how it finds its own replies again.
+
+Capture runs inside the client's own transaction, so a migration and its record commit or roll
+back together:
+
+- simple protocol: a `CALL electric.capture(...)` is placed right after each DDL statement in
+  the client's string (same implicit or explicit transaction). Its `proxy_tag` is '' so the
+  session swallows the call's CommandComplete;
+- extended protocol: the calls go as a Parse/Bind/Execute/Close/Close group just before the
+  client's Sync; their five replies are the last ones before ReadyForQuery, where
+  `drop_injected_tail` finds and removes them.
+
+The captured text travels as a quoted literal of a JSON document: no migration text can end
+the literal or the call early (see `rewrite.literal`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from proxy.ddl.classify import Statement
+from proxy.ddl.rewrite import literal
+from proxy.protocol.codes import Backend
+from proxy.protocol.framer import Frame
+
+SWALLOW_TAG: Final = ""  # proxy_tag meaning "drop my CommandComplete"
+# Replies to the injected Parse, Bind, Execute (a CALL: CommandComplete), Close, Close.
+_INJECTED_REPLIES: Final = (
+    Backend.PARSE_COMPLETE,
+    Backend.BIND_COMPLETE,
+    Backend.COMMAND_COMPLETE,
+    Backend.CLOSE_COMPLETE,
+    Backend.CLOSE_COMPLETE,
+)
+
+
+def statement_record(stmt: Statement) -> dict[str, object]:
+    objects = [{"schema": o.schema, "name": o.name} for o in stmt.objects]
+    return {
+        "sql": stmt.text,
+        "tag": stmt.tag or (stmt.electric.tag if stmt.electric else ""),
+        "objects": objects,
+    }
+
+
+def capture_call(
+    statements: Sequence[Statement],
+    meta: Mapping[str, object],
+    *,
+    schema: str = "electric",
+    proxy_tag: str | None = SWALLOW_TAG,
+) -> str:
+    records = json.dumps([statement_record(s) for s in statements], ensure_ascii=False)
+    tag = "" if proxy_tag is None else f", proxy_tag => {literal(proxy_tag)}"
+    return (
+        f"CALL {schema}.capture({literal(records)}::jsonb, "
+        f"{literal(json.dumps(meta, ensure_ascii=False))}::jsonb{tag})"
+    )
+
+
+def note_version_call(
+    framework: str, version: str, *, schema: str = "electric", proxy_tag: str | None = SWALLOW_TAG
+) -> str:
+    tag = "" if proxy_tag is None else f", proxy_tag => {literal(proxy_tag)}"
+    return f"CALL {schema}.note_version({literal(framework)}, {literal(version)}{tag})"
+
+
+def drop_injected_tail(frames: list[Frame]) -> list[Frame]:
+    """Remove the replies to the injected group from a batch's replies (ending in ReadyForQuery).
+
+    Three cases: the group ran (its five replies end the batch: drop them and the notices among
+    them); the client's own statement failed first (the server skipped the group: nothing to
+    drop); or the capture itself failed (drop its ParseComplete and BindComplete, keep the
+    error so the client learns that its migration was not applied).
+    """
+    body = [
+        i for i, f in enumerate(frames) if f.type not in (Backend.NOTICE_RESPONSE, Backend.READY_FOR_QUERY)
+    ]
+    tail = [frames[i].type for i in body[-len(_INJECTED_REPLIES) :]]
+    if tail == list(_INJECTED_REPLIES):
+        first = body[-len(_INJECTED_REPLIES)]
+        return frames[:first] + [f for f in frames[first:] if f.type == Backend.READY_FOR_QUERY]
+    last = body[-3:]
+    types = [frames[i].type for i in last]
+    if types == [Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE, Backend.ERROR_RESPONSE] and _is_capture_error(
+        frames[last[2]]
+    ):
+        return [f for i, f in enumerate(frames) if i not in (last[0], last[1])]
+    return frames
+
+
+def _is_capture_error(frame: Frame) -> bool:
+    from proxy.protocol.messages import decode_error_fields
+
+    context = decode_error_fields(frame.body).get("W", "")
+    return ".capture(" in context or ".note_version(" in context
