@@ -17,7 +17,7 @@ the literal or the call early (see `rewrite.literal`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from proxy.ddl.classify import Statement
@@ -67,7 +67,12 @@ def note_version_call(
     return f"CALL {schema}.note_version({literal(framework)}, {literal(version)}{tag})"
 
 
-def drop_injected_tail(frames: list[Frame]) -> list[Frame]:
+def injected_tail_dropper(groups: int) -> Callable[[list[Frame]], list[Frame]]:
+    """`drop_injected_tail` for a batch that carries `groups` injected call groups."""
+    return lambda frames: drop_injected_tail(frames, groups)
+
+
+def drop_injected_tail(frames: list[Frame], groups: int = 1) -> list[Frame]:
     """Remove the replies to the injected group from a batch's replies (ending in ReadyForQuery).
 
     Three cases: the group ran (its five replies end the batch: drop them and the notices among
@@ -75,19 +80,26 @@ def drop_injected_tail(frames: list[Frame]) -> list[Frame]:
     drop); or the capture itself failed (drop its ParseComplete and BindComplete, keep the
     error so the client learns that its migration was not applied).
     """
-    body = [
-        i for i, f in enumerate(frames) if f.type not in (Backend.NOTICE_RESPONSE, Backend.READY_FOR_QUERY)
-    ]
-    tail = [frames[i].type for i in body[-len(_INJECTED_REPLIES) :]]
-    if tail == list(_INJECTED_REPLIES):
-        first = body[-len(_INJECTED_REPLIES)]
+    ignored = (Backend.NOTICE_RESPONSE, Backend.READY_FOR_QUERY)
+    body = [i for i, f in enumerate(frames) if f.type not in ignored]
+    expected = list(_INJECTED_REPLIES) * groups
+    if len(body) >= len(expected) and [frames[i].type for i in body[-len(expected) :]] == expected:
+        first = body[-len(expected)]
         return frames[:first] + [f for f in frames[first:] if f.type == Backend.READY_FOR_QUERY]
-    last = body[-3:]
-    types = [frames[i].type for i in last]
-    if types == [Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE, Backend.ERROR_RESPONSE] and _is_capture_error(
-        frames[last[2]]
-    ):
-        return [f for i, f in enumerate(frames) if i not in (last[0], last[1])]
+    return _drop_failed_group(frames, body, groups)
+
+
+def _drop_failed_group(frames: list[Frame], body: list[int], groups: int) -> list[Frame]:
+    """A capture call failed: drop the replies of the groups that ran before it, and the failed
+    group's ParseComplete and BindComplete; keep its error for the client."""
+    if not body or frames[body[-1]].type != Backend.ERROR_RESPONSE or not _is_capture_error(frames[body[-1]]):
+        return frames
+    before = body[:-1]
+    for done in range(groups - 1, -1, -1):
+        pattern = [*(list(_INJECTED_REPLIES) * done), Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE]
+        if len(before) >= len(pattern) and [frames[i].type for i in before[-len(pattern) :]] == pattern:
+            ours = set(before[-len(pattern) :])
+            return [f for i, f in enumerate(frames) if i not in ours]
     return frames
 
 

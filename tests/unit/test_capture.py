@@ -1,0 +1,70 @@
+"""Finding the replies to injected calls among a batch's replies."""
+
+from __future__ import annotations
+
+from proxy.ddl.capture import capture_call, drop_injected_tail
+from proxy.ddl.classify import classify
+from proxy.protocol import messages
+from proxy.protocol.codes import Backend
+from proxy.protocol.framer import Frame
+
+
+def f(code: int, body: bytes = b"") -> Frame:
+    return Frame(code, messages.message(code, body))
+
+
+def err(context: str = "") -> Frame:
+    fields = {"S": "ERROR", "C": "XX000", "M": "boom"} | ({"W": context} if context else {})
+    return Frame(Backend.ERROR_RESPONSE, messages.encode_error_fields(fields))
+
+
+P, B, C, CL, Z, N = (
+    Backend.PARSE_COMPLETE,
+    Backend.BIND_COMPLETE,
+    Backend.COMMAND_COMPLETE,
+    Backend.CLOSE_COMPLETE,
+    Backend.READY_FOR_QUERY,
+    Backend.NOTICE_RESPONSE,
+)
+OURS = [P, B, C, CL, CL]
+
+
+def types(frames: list[Frame]) -> list[int]:
+    return [x.type for x in frames]
+
+
+def test_injected_group_ran_and_is_dropped() -> None:
+    client = [f(P), f(B), f(N), f(C)]
+    frames = client + [f(t) for t in OURS[:2]] + [f(N), *[f(t) for t in OURS[2:]], f(Z, b"I")]
+    assert types(drop_injected_tail(frames)) == [P, B, N, C, Z]
+
+
+def test_client_error_means_the_group_never_ran() -> None:
+    frames = [f(P), f(B), err(), f(Z, b"E")]
+    assert drop_injected_tail(frames) == frames
+
+
+def test_failed_capture_keeps_its_error_only() -> None:
+    frames = [
+        f(P),
+        f(B),
+        f(C),
+        f(P),
+        f(B),
+        err("PL/pgSQL function electric.capture(jsonb,jsonb,text) line 3"),
+        f(Z, b"E"),
+    ]
+    assert types(drop_injected_tail(frames)) == [P, B, C, Backend.ERROR_RESPONSE, Z]
+
+
+def test_two_groups() -> None:
+    frames = [f(C)] + [f(t) for t in OURS * 2] + [f(Z, b"I")]
+    assert types(drop_injected_tail(frames, 2)) == [C, Z]
+
+
+def test_capture_call_is_one_statement_whatever_the_text() -> None:
+    from pglast.parser import parse_sql_json
+
+    stmt = classify("COMMENT ON TABLE t IS $$'); DROP TABLE t; --$$")[0]
+    call = capture_call([stmt], {"application_name": "x'); DROP TABLE y; --"})
+    assert parse_sql_json(call).count('"stmt"') == 1
