@@ -150,8 +150,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     variants: tuple[pgb.Variant, ...] = tuple(args.variant) or (pgb.Variant(pgb.DEFAULT_VARIANT, {}),)
     labels = [v.label for v in variants]
-    if len(set(labels)) != len(labels):
-        parser.error("duplicate --variant labels")
+    if len({label.lower() for label in labels}) != len(labels):
+        parser.error("duplicate --variant labels (database names are lower case)")
     if any(CATALOG_ENV in v.env for v in variants) or any(k == CATALOG_ENV for k, _ in args.env):
         parser.error(f"{CATALOG_ENV} is set by the script: it lists the databases it creates")
     baseline = pgb.BASELINE_PREFERRED if pgb.BASELINE_PREFERRED in labels else labels[0]
@@ -345,7 +345,9 @@ class ProxyProcess:
 
 
 def database_name(target: str, method: str, round_no: int) -> str:
-    return f"mig_{target}_{method}_{round_no}".lower().replace("-", "_").replace(".", "_")
+    """mig_<target>_<method>_<round>; warm-up rounds (0, -1, ...) are w1, w2, ..."""
+    suffix = str(round_no) if round_no > 0 else f"w{1 - round_no}"
+    return f"mig_{target}_{method}_{suffix}".lower().replace("-", "_").replace(".", "_")
 
 
 def all_databases(opts: Options) -> list[str]:

@@ -19,13 +19,14 @@ import argparse
 import json
 import platform
 import struct
-import subprocess
 import sys
 import timeit
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
+
+from bench_pgbench import git_commit
 
 from proxy.ddl.classify import classify
 from proxy.ddl.prefilter import may_need_parse
@@ -238,21 +239,6 @@ def print_table(title: str, rows: Sequence[Timing], *, unit: str = "ns", per_mes
             cells.append(f"{_time(r.ns_per_unit, unit):>9}")
         print("  ".join(cells))
     print()
-
-
-def git_commit() -> str:
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except OSError:
-        return "unknown"
-    return done.stdout.strip() or "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

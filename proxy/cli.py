@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from proxy import __version__
 from proxy.config import Config, load_config, parse_host_port, render_config
-from proxy.errors import ConfigError
-from proxy.log import configure_logging
+from proxy.errors import CatalogError, ConfigError
+from proxy.log import configure_logging, scrub
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from proxy.catalog import store
 
 PROG = "electric-proxy"
 EXIT_CONFIG = 2
@@ -83,6 +90,231 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- commands that read the catalog (DESIGN.md §5) --------------------------------------------------
+# They connect with the upstream URL. No upstream configured: a ConfigError (exit 2). A database
+# that cannot be reached or read: one line on stderr, exit 1. Passwords are never printed: the
+# messages are Postgres's or libpq's, scrubbed all the same.
+
+EXIT_FAILURE = 1
+_T = TypeVar("_T")
+
+
+class _Failure(Exception):
+    """A catalog command could not do its work: print the message, exit 1."""
+
+
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _add_listing_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    _add_json_flag(parser)
+
+
+def _add_show_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("migration", metavar="MIGRATION", help="a migration version, or else a migration id")
+    _add_json_flag(parser)
+
+
+def _add_schema_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--at", metavar="VERSION", required=True, help="a migration version, or else a migration id"
+    )
+    _add_json_flag(parser)
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line from an error, passwords masked."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return scrub(lines[0] if lines else type(exc).__name__)
+
+
+def _read_catalog(args: argparse.Namespace, read: Callable[[psycopg.Connection[Any], str], _T]) -> _T:
+    """Connect to the upstream database and run `read(conn, catalog_schema)`."""
+    config = config_from_args(args)
+    if not config.upstream_configured:
+        raise ConfigError(
+            "no upstream database configured: give --upstream URL, set DATABASE_URL, "
+            "or set [upstream] url in the config file"
+        )
+    # Imported late: psycopg is not needed by the other commands.
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    from proxy.catalog import store
+
+    database = str(conninfo_to_dict(config.upstream.url).get("dbname") or "the upstream database")
+    timeout = max(1, math.ceil(config.upstream.connect_timeout_ms / 1000))
+    try:
+        conn = psycopg.connect(config.upstream.url, autocommit=True, connect_timeout=timeout)
+    except psycopg.Error as exc:
+        raise _Failure(f"cannot connect to the upstream database: {_error_text(exc)}") from None
+    schema = config.catalog.schema
+    with conn:
+        try:
+            # DESIGN.md, security rules: the proxy's own connections use an empty search_path.
+            conn.execute(b"SELECT pg_catalog.set_config('search_path', '', false)")
+            if not store.history_installed(conn, schema):
+                raise _Failure(
+                    f"database {database} has no migration history (catalog schema {schema}): "
+                    "the proxy installs it when it starts"
+                )
+            return read(conn, schema)
+        except psycopg.Error as exc:
+            raise _Failure(f"cannot read the catalog of database {database}: {_error_text(exc)}") from None
+
+
+def _catalog_command(run: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], int]:
+    """A handler that prints a _Failure or a catalog error as one line and exits 1."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            run(args)
+        except (_Failure, CatalogError) as exc:
+            print(f"{PROG}: {_error_text(exc)}", file=sys.stderr)
+            return EXIT_FAILURE
+        return 0
+
+    return handler
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [list(headers), *([_cell(value) for value in row] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
+    for line in cells:
+        print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _cell(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return " ".join(text.split())  # one line per row, whatever the value holds
+
+
+def _history(args: argparse.Namespace) -> None:
+    from proxy.catalog import store
+
+    migrations = _read_catalog(args, store.history)
+    if args.json:
+        _print_json(migrations)
+        return
+    if not migrations:
+        print("no migrations recorded")
+        return
+    _print_table(
+        ("ID", "VERSION", "FRAMEWORK", "COMMITTED AT", "USER", "STATEMENTS"),
+        [
+            (m["id"], m["version"], m["framework"], m["committed_at"], m["user"], len(m["statements"]))
+            for m in migrations
+        ],
+    )
+
+
+def _show(args: argparse.Namespace) -> None:
+    from proxy.catalog import store
+
+    reference: str = args.migration
+    migration = _read_catalog(args, lambda conn, schema: store.show(conn, reference, schema))
+    if migration is None:
+        raise _Failure(f"no migration with version or id {reference!r}")
+    if args.json:
+        _print_json(migration)
+        return
+    _print_migration(migration)
+
+
+def _print_migration(migration: store.MigrationDetail) -> None:
+    source = migration["version_source"]
+    if migration["framework"] is not None:
+        source += f", {migration['framework']}"
+    print(f"migration {migration['id']}")
+    details = (
+        ("version", f"{migration['version']} ({source})"),
+        ("started", migration["started_at"]),
+        ("committed", migration["committed_at"]),
+        ("user", migration["user"]),
+        ("application", migration["application_name"]),
+        ("client", migration["client_addr"]),
+        ("proxy", migration["proxy_instance"]),
+        ("backend pid", migration["backend_pid"]),
+    )
+    for label, value in details:
+        print(f"  {label:<12}{_cell(value)}")
+    print("statements")
+    for statement in migration["statements"]:
+        lines = statement["sql"].strip().splitlines() or [""]
+        print(f"  {statement['seq']:>3}  {statement['tag'] or '-'}: {lines[0]}")
+        for line in lines[1:]:
+            print(f"       {line}")
+    print("objects")
+    for item in migration["objects"]:
+        kind = item["kind"] if item["definition"] is not None else f"{item['object_type']} (gone)"
+        print(f"  {kind} {item['schema']}.{item['name']}")
+
+
+def _electrified(args: argparse.Namespace) -> None:
+    from proxy.catalog import store
+
+    tables = _read_catalog(args, store.electrified)
+    if args.json:
+        _print_json(tables)
+        return
+    if not tables:
+        print("no electrified tables")
+        return
+    _print_table(
+        ("SCHEMA", "TABLE", "SINCE MIGRATION"),
+        [(t["schema"], t["table"], t["since_migration"]) for t in tables],
+    )
+
+
+def _schema(args: argparse.Namespace) -> None:
+    from proxy.catalog import store
+
+    version: str = args.at
+    snapshot = _read_catalog(args, lambda conn, schema: store.schema_at(conn, version, schema))
+    if args.json:
+        _print_json(snapshot)
+        return
+    print(f"schema after migration {snapshot['migration_id']} (version {snapshot['version']})")
+    for item in snapshot["objects"]:
+        print(f"{item['kind']} {item['schema']}.{item['name']}  (as of {item['migration_version']})")
+        for line in _definition_lines(item["definition"]):
+            print(f"  {line}")
+
+
+def _definition_lines(definition: dict[str, Any]) -> list[str]:
+    """A readable summary of a recorded definition (the JSON output has all of it)."""
+    lines: list[str] = []
+    for column in definition.get("columns", []):
+        words = [column["name"], column["type"]]
+        if column.get("not_null"):
+            words.append("NOT NULL")
+        if column.get("default") is not None:
+            words.append(f"DEFAULT {column['default']}")
+        if column.get("identity") is not None:
+            words.append(f"GENERATED {column['identity'].upper()} AS IDENTITY")
+        if column.get("generated") is not None:
+            words.append(f"GENERATED ALWAYS AS ({column['generated']}) STORED")
+        lines.append(" ".join(words))
+    lines.extend(f"CONSTRAINT {c['name']} {c['definition']}" for c in definition.get("constraints", []))
+    lines.extend(index["definition"] for index in definition.get("indexes", []))
+    for key in ("definition", "query", "partition_key"):
+        if isinstance(definition.get(key), str):
+            lines.append(definition[key])
+    if definition.get("labels") is not None:
+        lines.append("labels: " + ", ".join(definition["labels"]))
+    if definition.get("electrified"):
+        lines.append("electrified")
+    return lines
+
+
 class Command(NamedTuple):
     handler: Callable[[argparse.Namespace], int]
     help: str
@@ -92,6 +324,20 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "serve": Command(_cmd_serve, "run the proxy"),
     "check-config": Command(_cmd_check_config, "validate the configuration and print it, secrets masked"),
+    "history": Command(
+        _catalog_command(_history), "list the recorded migrations, oldest first", _add_listing_arguments
+    ),
+    "show": Command(
+        _catalog_command(_show),
+        "show one migration: statements and the resulting definitions",
+        _add_show_arguments,
+    ),
+    "electrified": Command(
+        _catalog_command(_electrified), "list the electrified tables", _add_listing_arguments
+    ),
+    "schema": Command(
+        _catalog_command(_schema), "the recorded schema as of a migration", _add_schema_arguments
+    ),
 }
 
 

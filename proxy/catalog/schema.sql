@@ -1136,3 +1136,701 @@ GRANT EXECUTE ON FUNCTION
     @extschema@._resolve(text, text),
     @extschema@._resolve_scope(text, text)
 TO PUBLIC;
+
+-- step: 2
+--
+-- THE MIGRATION HISTORY (DESIGN.md, "What is recorded")
+--   A migration is one backend transaction, named by pg_current_xact_id(): the full (epoch-
+--   qualified, never wrapping) id of the TOP-LEVEL transaction, the same inside every savepoint.
+--   The proxy injects CALLs into the client's own migration transaction; each call writes rows
+--   for that transaction only, so the history commits or rolls back with the DDL it describes.
+--   A migrations row is created by the first call in a transaction and never anywhere else:
+--   a rolled-back (or failed) migration leaves no trace.
+--
+--   capture(statements jsonb, meta jsonb DEFAULT NULL, proxy_tag text DEFAULT NULL)
+--     statements: [{"sql": text, "tag": text, "objects": [{"schema", "name", "type"}]}], in the
+--     order they ran; they get the next sequence numbers of the migration. meta: {"application_name",
+--     "client_addr", "proxy_instance"}, each optional (the proxy knows the real client; inside
+--     the backend, inet_client_addr() is the proxy). Objects: "type" as the proxy's classifier
+--     names it ("table", "OBJECT_TABLE", "materialized view", ...); "schema" NULL means "as the
+--     caller's search_path resolves it" (see _statement_objects). Then the resulting definition
+--     of every object touched is read from pg_catalog, here, inside the transaction (so it is
+--     exact), into migration_objects; and catalog rows this transaction created (electrified,
+--     grants, assignments, sqlite_statements) get their migration_id.
+--   note_version(framework text, version text, proxy_tag text DEFAULT NULL)
+--     The proxy saw a framework write its version table (Alembic, Rails, Prisma, ...). The last
+--     note of a transaction wins (Alembic runs several revisions in one transaction).
+--   migration_version(version text, proxy_tag text DEFAULT NULL)
+--     For people: `CALL electric.migration_version('2024_06_add_items')` inside a migration.
+--
+-- VERSIONS
+--   Precedence: explicit (migration_version) > framework (note_version) > generated. The generated
+--   version, set when the row is created, is the UTC transaction start to the microsecond and
+--   the transaction id: 20240612093015123456_7481. It sorts by time as text, but nothing here
+--   ever orders by version: versions compare as their framework orders them, and the history's
+--   order is the order of application, (committed_at, id).
+--
+-- COMMIT TIME
+--   committed_at is set by a DEFERRABLE INITIALLY DEFERRED constraint trigger on migrations:
+--   deferred triggers run at COMMIT, after every statement of the transaction, so
+--   clock_timestamp() there is the commit time to within the commit itself. Migrations that
+--   touch the same objects hold conflicting locks until their commit, so their committed_at
+--   follow their real commit order. Two edge cases stamp earlier: SET CONSTRAINTS ALL IMMEDIATE
+--   (the trigger fires at the end of that statement) and PREPARE TRANSACTION (it fires at
+--   PREPARE). Inside its own transaction a migration has committed_at NULL.
+--
+-- DEFINITIONS (migration_objects)
+--   Keyed by the namespace the name lives in, not by the word the statement used: 'relation'
+--   (pg_class: tables, indexes, views, sequences, ... share one namespace per schema, so
+--   `DROP TABLE t` is found whether it was created as a table or a partitioned table), 'type'
+--   (pg_type) and 'routine' (pg_proc, every overload of the name). definition->>'kind' says what
+--   the object is; definition NULL means it does not exist at the end of the migration. Other
+--   object types (schemas, triggers, policies, ...) stay in the statement's objects list only.
+--   Definitions are rendered by Postgres's own format_type / pg_get_expr / pg_get_*def under a
+--   search_path of pg_catalog (and pg_temp last, against hijacking), so every name outside
+--   pg_catalog is schema-qualified: the same rendering the drift snapshot uses. Objects are
+--   looked up in pg_class / pg_type / pg_proc by name rather than with to_regclass(): lookups
+--   as the definer must not fail on a schema the definer has no USAGE on, which would abort the
+--   client's migration. An index's table is refreshed with it, and a table's recorded indexes
+--   with the table (a table embeds its indexes; DROP TABLE drops them).
+--
+-- WHO MAY CALL
+--   capture, note_version and migration_version are executable by PUBLIC: any role that can
+--   run DDL must be able to have it recorded. They cannot corrupt the history of others: every
+--   write goes to the row of the CALLER's current transaction (pg_current_xact_id(), not a
+--   parameter) and its statements and objects, and what a caller writes there is what it
+--   claims about its own transaction. The tables themselves are closed to PUBLIC.
+--
+-- SQLSTATES RAISED HERE
+--   22023  malformed statements / meta / objects JSON, empty version or framework (invalid_parameter_value).
+--   22004  NULL version or framework.
+--   NOTICE EXTAG, as in step 1.
+
+CREATE TABLE IF NOT EXISTS @extschema@.migrations (
+    -- Identity like the step 1 tables; its order is the order in which migrations began.
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    txid xid8 NOT NULL UNIQUE,
+    version text NOT NULL CHECK (version <> ''),
+    version_source text NOT NULL CHECK (version_source IN ('framework', 'explicit', 'generated')),
+    framework text,  -- NULL: no framework seen (an explicit or generated version)
+    started_at timestamptz NOT NULL,  -- the transaction's start, now()
+    committed_at timestamptz,  -- see COMMIT TIME
+    db_user text NOT NULL,  -- session_user: cannot be changed by SET ROLE or a SECURITY DEFINER
+    application_name text,
+    client_addr text,
+    proxy_instance text,
+    backend_pid integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS migrations_version ON @extschema@.migrations (version);
+
+CREATE TABLE IF NOT EXISTS @extschema@.migration_statements (
+    migration_id bigint NOT NULL REFERENCES @extschema@.migrations (id) ON DELETE CASCADE,
+    seq integer NOT NULL CHECK (seq > 0),
+    sql text NOT NULL,
+    tag text,  -- the command tag, as in CommandComplete ("CREATE TABLE", "ALTER TABLE", ...)
+    objects jsonb NOT NULL DEFAULT '[]',  -- [{"schema", "name", "type"}], schema resolved
+    captured_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (migration_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS @extschema@.migration_objects (
+    migration_id bigint NOT NULL REFERENCES @extschema@.migrations (id) ON DELETE CASCADE,
+    object_type text NOT NULL CHECK (object_type IN ('relation', 'type', 'routine')),
+    schema_name text NOT NULL,
+    object_name text NOT NULL,
+    relid oid,  -- relations: the OID, which survives renames; NULL when gone, or not a relation
+    definition jsonb,  -- NULL: the object does not exist after this migration
+    PRIMARY KEY (migration_id, object_type, schema_name, object_name)
+);
+-- "The latest definition of this object": schema_at() and the index/table refresh.
+CREATE INDEX IF NOT EXISTS migration_objects_object
+    ON @extschema@.migration_objects (object_type, schema_name, object_name);
+
+-- Which transaction created each step 1 row, so that capture() can link the rows of its own
+-- transaction to the migration. xmin cannot say it: a row written inside a savepoint carries the
+-- subtransaction's xid, and xmin has no epoch. pg_current_xact_id() is the top-level full id.
+-- Rows from before this step keep NULL: they predate the history.
+ALTER TABLE @extschema@.electrified ADD COLUMN IF NOT EXISTS created_txid xid8;
+ALTER TABLE @extschema@.electrified ALTER COLUMN created_txid SET DEFAULT pg_current_xact_id();
+ALTER TABLE @extschema@.grants ADD COLUMN IF NOT EXISTS created_txid xid8;
+ALTER TABLE @extschema@.grants ALTER COLUMN created_txid SET DEFAULT pg_current_xact_id();
+ALTER TABLE @extschema@.assignments ADD COLUMN IF NOT EXISTS created_txid xid8;
+ALTER TABLE @extschema@.assignments ALTER COLUMN created_txid SET DEFAULT pg_current_xact_id();
+ALTER TABLE @extschema@.sqlite_statements ADD COLUMN IF NOT EXISTS created_txid xid8;
+ALTER TABLE @extschema@.sqlite_statements ALTER COLUMN created_txid SET DEFAULT pg_current_xact_id();
+
+-- ---------------------------------------------------------------------------------------------
+-- The commit time (see COMMIT TIME). SECURITY DEFINER: a deferred trigger runs as whoever
+-- commits, who has no UPDATE on the table.
+
+CREATE OR REPLACE FUNCTION @extschema@._migration_committed()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.migrations m SET committed_at = clock_timestamp() WHERE m.id = NEW.id;
+    RETURN NULL;
+END
+$$;
+
+-- Constraint triggers have no OR REPLACE (and plain triggers only from Postgres 14).
+DROP TRIGGER IF EXISTS migrations_committed_at ON @extschema@.migrations;
+CREATE CONSTRAINT TRIGGER migrations_committed_at
+    AFTER INSERT ON @extschema@.migrations
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._migration_committed();
+
+-- ---------------------------------------------------------------------------------------------
+-- Internal helpers (closed to PUBLIC by the privilege block below).
+
+-- The current transaction's migrations row, created on first use. meta, when given, fills in
+-- or replaces the client's details (a row created by note_version has none from the proxy).
+-- No race: only this transaction can insert its own txid.
+CREATE OR REPLACE FUNCTION @extschema@._migration(meta jsonb)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_txid xid8 := pg_current_xact_id();
+    found_id bigint;
+BEGIN
+    IF meta IS NOT NULL AND jsonb_typeof(meta) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'capture meta must be a JSON object';
+    END IF;
+    SELECT m.id INTO found_id FROM @extschema@.migrations m WHERE m.txid = current_txid;
+    IF NOT FOUND THEN
+        INSERT INTO @extschema@.migrations (
+            txid, version, version_source, started_at, db_user,
+            application_name, client_addr, proxy_instance, backend_pid
+        )
+        VALUES (
+            current_txid,
+            to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || '_' || current_txid::text,
+            'generated',
+            now(),
+            session_user,
+            COALESCE(meta ->> 'application_name', NULLIF(current_setting('application_name'), '')),
+            COALESCE(meta ->> 'client_addr', host(inet_client_addr())),
+            meta ->> 'proxy_instance',
+            pg_backend_pid()
+        )
+        RETURNING id INTO found_id;
+    ELSIF meta IS NOT NULL THEN
+        UPDATE @extschema@.migrations m
+           SET application_name = COALESCE(meta ->> 'application_name', m.application_name),
+               client_addr = COALESCE(meta ->> 'client_addr', m.client_addr),
+               proxy_instance = COALESCE(meta ->> 'proxy_instance', m.proxy_instance)
+         WHERE m.id = found_id
+           AND (m.application_name, m.client_addr, m.proxy_instance) IS DISTINCT FROM (
+                COALESCE(meta ->> 'application_name', m.application_name),
+                COALESCE(meta ->> 'client_addr', m.client_addr),
+                COALESCE(meta ->> 'proxy_instance', m.proxy_instance));
+    END IF;
+    RETURN found_id;
+END
+$$;
+
+-- The classifier's word for an object type, normalised: 'OBJECT_MATVIEW' -> 'materialized view'.
+CREATE OR REPLACE FUNCTION @extschema@._object_type(type_word text)
+    RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE w WHEN 'matview' THEN 'materialized view' WHEN 'tabconstraint' THEN 'table constraint' ELSE w END
+      FROM (SELECT replace(lower(regexp_replace(btrim($1), '^object_', '', 'i')), '_', ' ') AS w) s
+$$;
+
+-- The namespace a normalised type's names live in (see DEFINITIONS); NULL: not tracked.
+CREATE OR REPLACE FUNCTION @extschema@._object_class(object_type text)
+    RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN $1 IN ('table', 'partitioned table', 'foreign table', 'index', 'partitioned index',
+                    'view', 'materialized view', 'sequence') THEN 'relation'
+        WHEN $1 IN ('type', 'domain', 'enum', 'composite type', 'range') THEN 'type'
+        WHEN $1 IN ('function', 'procedure', 'routine', 'aggregate') THEN 'routine'
+    END
+$$;
+
+-- Whether an object of a class exists, looked up in the catalogs (see DEFINITIONS for why not
+-- to_regclass).
+CREATE OR REPLACE FUNCTION @extschema@._object_exists(object_class text, schema_name text, object_name text)
+    RETURNS boolean
+    LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE $1
+        WHEN 'relation' THEN EXISTS (
+            SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $2 AND c.relname = $3)
+        WHEN 'type' THEN EXISTS (
+            SELECT FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE n.nspname = $2 AND t.typname = $3)
+        WHEN 'routine' THEN EXISTS (
+            SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = $2 AND p.proname = $3)
+        ELSE false
+    END
+$$;
+
+-- A statement's objects, checked and normalised to [{"schema", "name", "type"}]. An object
+-- without a schema is looked up along caller_path, the caller's current_schemas(false): the
+-- first schema holding it is the one the statement meant (or created it in, for CREATE, which
+-- uses the first schema of the path: also the answer when nothing is found, as after DROP).
+-- Untracked types keep a NULL schema: nothing here can tell where they were.
+CREATE OR REPLACE FUNCTION @extschema@._statement_objects(objects jsonb, caller_path name[])
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item jsonb;
+    object_schema text;
+    object_type text;
+    object_class text;
+    normalised jsonb := '[]';
+BEGIN
+    IF objects IS NULL OR jsonb_typeof(objects) = 'null' THEN
+        RETURN normalised;
+    END IF;
+    IF jsonb_typeof(objects) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'statement objects must be a JSON array';
+    END IF;
+    FOR item IN SELECT e.value FROM jsonb_array_elements(objects) e LOOP
+        IF jsonb_typeof(item) IS DISTINCT FROM 'object'
+           OR jsonb_typeof(item -> 'name') IS DISTINCT FROM 'string'
+           OR COALESCE(jsonb_typeof(item -> 'schema'), 'null') NOT IN ('string', 'null')
+           OR COALESCE(jsonb_typeof(item -> 'type'), 'null') NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '22023',
+                MESSAGE = 'a statement object must be {"schema": text or null, "name": text, "type": text}',
+                DETAIL = format('Got %s.', item);
+        END IF;
+        object_type := @extschema@._object_type(item ->> 'type');
+        object_class := @extschema@._object_class(object_type);
+        object_schema := item ->> 'schema';
+        IF object_schema IS NULL AND object_class IS NOT NULL THEN
+            SELECT p.s INTO object_schema
+              FROM unnest(caller_path) WITH ORDINALITY AS p(s, i)
+             WHERE @extschema@._object_exists(object_class, p.s, item ->> 'name')
+             ORDER BY p.i
+             LIMIT 1;
+            object_schema := COALESCE(object_schema, caller_path[1]);
+        END IF;
+        normalised := normalised || jsonb_build_array(
+            jsonb_build_object('schema', object_schema, 'name', item ->> 'name', 'type', object_type));
+    END LOOP;
+    RETURN normalised;
+END
+$$;
+
+-- A relation as it is now. Columns, constraints, indexes and triggers are ordered by name or
+-- position so that equal schemas give equal JSON.
+CREATE OR REPLACE FUNCTION @extschema@._relation_definition(relation oid)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'kind', CASE c.relkind
+            WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'f' THEN 'foreign table'
+            WHEN 'i' THEN 'index' WHEN 'I' THEN 'partitioned index' WHEN 'v' THEN 'view'
+            WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'c' THEN 'composite type'
+            ELSE c.relkind::text END,
+        'schema', n.nspname,
+        'name', c.relname,
+        'owner', pg_get_userbyid(c.relowner),
+        'persistence', CASE c.relpersistence WHEN 'p' THEN 'permanent' WHEN 'u' THEN 'unlogged' ELSE 'temporary' END
+    )
+    -- Tables, views, foreign tables: their columns.
+    || CASE WHEN c.relkind IN ('r', 'p', 'f', 'v', 'm') THEN jsonb_build_object('columns', COALESCE((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'name', a.attname,
+                   'type', format_type(a.atttypid, a.atttypmod),
+                   'not_null', a.attnotnull,
+                   'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                   'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END,
+                   'generated', CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                   'collation', CASE WHEN a.attcollation <> t.typcollation
+                                     THEN format('%I.%I', cn.nspname, co.collname) END
+               ) ORDER BY a.attnum)
+          FROM pg_attribute a
+          JOIN pg_type t ON t.oid = a.atttypid
+          LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+          LEFT JOIN pg_collation co ON co.oid = a.attcollation
+          LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '[]'))
+       ELSE '{}' END
+    -- Tables: constraints, indexes, triggers, replica identity, row security, electrified.
+    || CASE WHEN c.relkind IN ('r', 'p', 'f') THEN jsonb_build_object(
+        'constraints', COALESCE((
+            SELECT jsonb_agg(jsonb_build_object(
+                       'name', k.conname,
+                       'type', CASE k.contype
+                           WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique'
+                           WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' WHEN 't' THEN 'trigger'
+                           WHEN 'n' THEN 'not null' ELSE k.contype::text END,
+                       'definition', pg_get_constraintdef(k.oid)
+                   ) ORDER BY k.conname)
+              FROM pg_constraint k WHERE k.conrelid = c.oid), '[]'),
+        'indexes', COALESCE((
+            SELECT jsonb_agg(jsonb_build_object('name', ic.relname, 'definition', pg_get_indexdef(i.indexrelid))
+                             ORDER BY ic.relname)
+              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+             WHERE i.indrelid = c.oid), '[]'),
+        'triggers', COALESCE((
+            SELECT jsonb_agg(jsonb_build_object('name', g.tgname, 'definition', pg_get_triggerdef(g.oid),
+                                                'enabled', g.tgenabled <> 'D')
+                             ORDER BY g.tgname)
+              FROM pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal), '[]'),
+        'replica_identity', CASE c.relreplident
+            WHEN 'd' THEN 'default' WHEN 'n' THEN 'nothing' WHEN 'f' THEN 'full' WHEN 'i' THEN 'index' END,
+        'row_security', c.relrowsecurity,
+        'force_row_security', c.relforcerowsecurity,
+        'electrified', EXISTS (SELECT FROM @extschema@.electrified e WHERE e.relid = c.oid)
+       ) ELSE '{}' END
+    || CASE WHEN c.relkind = 'p' THEN jsonb_build_object('partition_key', pg_get_partkeydef(c.oid)) ELSE '{}' END
+    -- The subqueries below find their row whenever the kind says so; COALESCE all the same,
+    -- because jsonb || NULL would blank the whole definition.
+    || CASE WHEN c.relispartition THEN COALESCE((
+        SELECT jsonb_build_object('partition_of', format('%I.%I', pn.nspname, pc.relname),
+                                  'partition_bound', pg_get_expr(c.relpartbound, c.oid))
+          FROM pg_inherits h JOIN pg_class pc ON pc.oid = h.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+         WHERE h.inhrelid = c.oid), '{}') ELSE '{}' END
+    || CASE WHEN c.relkind IN ('v', 'm') THEN jsonb_build_object('query', pg_get_viewdef(c.oid)) ELSE '{}' END
+    -- Indexes: the statement that rebuilds them, and their table (for the refresh).
+    || CASE WHEN c.relkind IN ('i', 'I') THEN COALESCE((
+        SELECT jsonb_build_object('definition', pg_get_indexdef(c.oid),
+                                  'table_schema', tn.nspname, 'table_name', tc.relname)
+          FROM pg_index i JOIN pg_class tc ON tc.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+         WHERE i.indexrelid = c.oid), '{}') ELSE '{}' END
+    || CASE WHEN c.relkind = 'S' THEN COALESCE((
+        SELECT jsonb_build_object('type', format_type(s.seqtypid, NULL), 'start', s.seqstart,
+                                  'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
+                                  'cache', s.seqcache, 'cycle', s.seqcycle)
+          FROM pg_sequence s WHERE s.seqrelid = c.oid), '{}') ELSE '{}' END
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = $1
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._type_definition(type_oid oid)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'kind', CASE t.typtype
+            WHEN 'e' THEN 'enum' WHEN 'd' THEN 'domain' WHEN 'c' THEN 'composite type' WHEN 'r' THEN 'range'
+            WHEN 'm' THEN 'multirange' WHEN 'b' THEN 'base type' WHEN 'p' THEN 'pseudo type'
+            ELSE t.typtype::text END,
+        'schema', n.nspname,
+        'name', t.typname,
+        'owner', pg_get_userbyid(t.typowner)
+    )
+    || CASE t.typtype
+        WHEN 'e' THEN jsonb_build_object('labels', COALESCE((
+            SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '[]'))
+        WHEN 'd' THEN jsonb_build_object(
+            'base_type', format_type(t.typbasetype, t.typtypmod),
+            'not_null', t.typnotnull,
+            'default', pg_get_expr(t.typdefaultbin, 0),
+            'constraints', COALESCE((
+                SELECT jsonb_agg(jsonb_build_object('name', k.conname, 'definition', pg_get_constraintdef(k.oid))
+                                 ORDER BY k.conname)
+                  FROM pg_constraint k WHERE k.contypid = t.oid), '[]'))
+        WHEN 'c' THEN jsonb_build_object('attributes', COALESCE((
+            SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
+                             ORDER BY a.attnum)
+              FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '[]'))
+        WHEN 'r' THEN COALESCE((
+            SELECT jsonb_build_object('subtype', format_type(r.rngsubtype, NULL))
+              FROM pg_range r WHERE r.rngtypid = t.oid), '{}')
+        ELSE '{}'
+    END
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE t.oid = $1
+$$;
+
+-- Every overload of a routine name: statements name routines without their argument types.
+-- NULL when there is none.
+CREATE OR REPLACE FUNCTION @extschema@._routine_definition(schema_name text, routine_name text)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('kind', 'routine', 'schema', $1, 'name', $2, 'overloads', jsonb_agg(
+               jsonb_build_object(
+                   'kind', CASE p.prokind WHEN 'f' THEN 'function' WHEN 'p' THEN 'procedure'
+                                          WHEN 'a' THEN 'aggregate' WHEN 'w' THEN 'window function' END,
+                   'arguments', pg_get_function_identity_arguments(p.oid),
+                   'result', pg_get_function_result(p.oid),
+                   -- pg_get_functiondef refuses aggregates.
+                   'definition', CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END
+               ) ORDER BY pg_get_function_identity_arguments(p.oid)))
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = $1 AND p.proname = $2
+    HAVING count(*) > 0
+$$;
+
+-- The current definition of an object of a class (relid only for relations).
+CREATE OR REPLACE FUNCTION @extschema@._object_definition(
+    object_class text, schema_name text, object_name text, OUT relid oid, OUT definition jsonb
+)
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    type_oid oid;
+BEGIN
+    IF object_class = 'relation' THEN
+        SELECT c.oid INTO relid
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = _object_definition.schema_name AND c.relname = _object_definition.object_name;
+        definition := @extschema@._relation_definition(relid);
+    ELSIF object_class = 'type' THEN
+        SELECT t.oid INTO type_oid
+          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE n.nspname = _object_definition.schema_name AND t.typname = _object_definition.object_name;
+        definition := @extschema@._type_definition(type_oid);
+    ELSIF object_class = 'routine' THEN
+        definition := @extschema@._routine_definition(_object_definition.schema_name, _object_definition.object_name);
+    END IF;
+END
+$$;
+
+-- The definition last recorded for an object: the current transaction's record first (its
+-- migration is not committed yet), then by order of application.
+CREATE OR REPLACE FUNCTION @extschema@._latest_definition(object_class text, schema_name text, object_name text)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT o.definition
+      FROM @extschema@.migration_objects o JOIN @extschema@.migrations m ON m.id = o.migration_id
+     WHERE o.object_type = $1 AND o.schema_name = $2 AND o.object_name = $3
+     ORDER BY m.committed_at DESC NULLS FIRST, m.id DESC
+     LIMIT 1
+$$;
+
+-- Record the current definitions of `objects` (normalised by _statement_objects) in the
+-- migration, with the tables of indexes among them and the recorded indexes of tables among
+-- them (see DEFINITIONS). Recording an object that did not change is harmless: it records the
+-- truth. The loop's query is read once, before the first upsert.
+CREATE OR REPLACE FUNCTION @extschema@._refresh_objects(mid bigint, objects jsonb)
+    RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target record;
+    current_def record;
+BEGIN
+    FOR target IN
+        WITH given AS (
+            SELECT DISTINCT @extschema@._object_class(x.type) AS object_class, x.schema AS schema_name,
+                   x.name AS object_name
+              FROM jsonb_to_recordset(objects) AS x(schema text, name text, type text)
+             WHERE @extschema@._object_class(x.type) IS NOT NULL AND x.schema IS NOT NULL
+        ),
+        index_tables AS (  -- the table of an index: live, else as last recorded (dropped index)
+            SELECT 'relation', COALESCE(tn.nspname, last.def ->> 'table_schema'),
+                   COALESCE(tc.relname, last.def ->> 'table_name')
+              FROM given g
+              LEFT JOIN pg_namespace n ON n.nspname = g.schema_name
+              LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = g.object_name
+              LEFT JOIN pg_index i ON i.indexrelid = c.oid
+              LEFT JOIN pg_class tc ON tc.oid = i.indrelid
+              LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+              CROSS JOIN LATERAL (SELECT @extschema@._latest_definition(g.object_class, g.schema_name, g.object_name)
+                                         AS def) last
+             WHERE g.object_class = 'relation'
+               AND COALESCE(tc.relname, last.def ->> 'table_name') IS NOT NULL
+        ),
+        tables AS (
+            SELECT * FROM given WHERE object_class = 'relation'
+            UNION
+            SELECT * FROM index_tables
+        ),
+        table_indexes AS (  -- indexes recorded as belonging to those tables, and still recorded as existing
+            SELECT DISTINCT 'relation', o.schema_name, o.object_name
+              FROM tables t
+              JOIN @extschema@.migration_objects o
+                ON o.object_type = 'relation'
+               AND o.definition ->> 'table_schema' = t.schema_name
+               AND o.definition ->> 'table_name' = t.object_name
+             WHERE @extschema@._latest_definition('relation', o.schema_name, o.object_name) IS NOT NULL
+        )
+        SELECT * FROM given UNION SELECT * FROM index_tables UNION SELECT * FROM table_indexes
+    LOOP
+        SELECT * INTO current_def
+          FROM @extschema@._object_definition(target.object_class, target.schema_name, target.object_name);
+        INSERT INTO @extschema@.migration_objects AS o (
+            migration_id, object_type, schema_name, object_name, relid, definition
+        )
+        VALUES (mid, target.object_class, target.schema_name, target.object_name,
+                current_def.relid, current_def.definition)
+        ON CONFLICT (migration_id, object_type, schema_name, object_name) DO UPDATE SET
+            relid = excluded.relid,
+            definition = excluded.definition;
+    END LOOP;
+END
+$$;
+
+-- Step 1 rows created by this transaction, not yet linked: they belong to this migration.
+CREATE OR REPLACE FUNCTION @extschema@._link_catalog_rows(mid bigint)
+    RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_txid xid8 := pg_current_xact_id();
+BEGIN
+    UPDATE @extschema@.electrified r SET migration_id = mid
+     WHERE r.migration_id IS NULL AND r.created_txid = current_txid;
+    UPDATE @extschema@.grants r SET migration_id = mid
+     WHERE r.migration_id IS NULL AND r.created_txid = current_txid;
+    UPDATE @extschema@.assignments r SET migration_id = mid
+     WHERE r.migration_id IS NULL AND r.created_txid = current_txid;
+    UPDATE @extschema@.sqlite_statements r SET migration_id = mid
+     WHERE r.migration_id IS NULL AND r.created_txid = current_txid;
+END
+$$;
+
+-- The work of capture(), as the definer. caller_path: the caller's current_schemas(false).
+CREATE OR REPLACE PROCEDURE @extschema@._capture(
+    statements jsonb, meta jsonb, caller_path name[], proxy_tag text DEFAULT NULL
+)
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mid bigint;
+    next_seq integer;
+    item jsonb;
+    item_objects jsonb;
+    touched jsonb := '[]';
+BEGIN
+    IF statements IS NOT NULL AND jsonb_typeof(statements) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'capture statements must be a JSON array';
+    END IF;
+    mid := @extschema@._migration(meta);
+    SELECT COALESCE(max(s.seq), 0) INTO next_seq
+      FROM @extschema@.migration_statements s WHERE s.migration_id = mid;
+    FOR item IN SELECT e.value FROM jsonb_array_elements(COALESCE(statements, '[]')) WITH ORDINALITY e ORDER BY e.ordinality LOOP
+        IF jsonb_typeof(item) IS DISTINCT FROM 'object'
+           OR jsonb_typeof(item -> 'sql') IS DISTINCT FROM 'string'
+           OR COALESCE(jsonb_typeof(item -> 'tag'), 'null') NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = '22023',
+                MESSAGE = 'a captured statement must be {"sql": text, "tag": text, "objects": [...]}';
+        END IF;
+        item_objects := @extschema@._statement_objects(item -> 'objects', caller_path);
+        next_seq := next_seq + 1;
+        INSERT INTO @extschema@.migration_statements (migration_id, seq, sql, tag, objects)
+        VALUES (mid, next_seq, item ->> 'sql', item ->> 'tag', item_objects);
+        touched := touched || item_objects;
+    END LOOP;
+    -- Once per call, after all its statements: they all ran before the CALL, so the catalogs
+    -- already show their combined result.
+    PERFORM @extschema@._refresh_objects(mid, touched);
+    PERFORM @extschema@._link_catalog_rows(mid);
+    PERFORM @extschema@._proxy_tag(proxy_tag);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- The public procedures (see the top of this step).
+
+-- SECURITY INVOKER without SET, like step 1's wrappers: current_schemas(false) must be the
+-- caller's path. It names every function with its schema and uses no operator.
+CREATE OR REPLACE PROCEDURE @extschema@.capture(statements jsonb, meta jsonb DEFAULT NULL, proxy_tag text DEFAULT NULL)
+    LANGUAGE sql
+AS $$
+    CALL @extschema@._capture(statements, meta, pg_catalog.current_schemas(false), proxy_tag)
+$$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.note_version(framework text, version text, proxy_tag text DEFAULT NULL)
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mid bigint;
+BEGIN
+    IF note_version.framework IS NULL OR note_version.version IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'note_version needs a framework and a version';
+    END IF;
+    IF note_version.framework = '' OR note_version.version = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'note_version needs a non-empty framework and version';
+    END IF;
+    mid := @extschema@._migration(NULL);
+    -- The framework is recorded even under an explicit version: it says which tool ran.
+    UPDATE @extschema@.migrations m
+       SET framework = note_version.framework,
+           version = CASE WHEN m.version_source = 'explicit' THEN m.version ELSE note_version.version END,
+           version_source = CASE WHEN m.version_source = 'explicit' THEN 'explicit' ELSE 'framework' END
+     WHERE m.id = mid;
+    PERFORM @extschema@._proxy_tag(proxy_tag);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.migration_version(version text, proxy_tag text DEFAULT NULL)
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mid bigint;
+BEGIN
+    IF migration_version.version IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'migration_version needs a version';
+    END IF;
+    IF migration_version.version = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'migration_version needs a non-empty version';
+    END IF;
+    mid := @extschema@._migration(NULL);
+    UPDATE @extschema@.migrations m
+       SET version = migration_version.version, version_source = 'explicit'
+     WHERE m.id = mid;
+    PERFORM @extschema@._proxy_tag(proxy_tag);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Privileges, as in step 1: everything closed, then an explicit list opened. ALL ROUTINES covers
+-- step 1's routines too, so its list is granted again here, unchanged.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA @extschema@ FROM PUBLIC;
+
+GRANT EXECUTE ON PROCEDURE
+    @extschema@.electrify(text),
+    @extschema@.electrify(text, text, text),
+    @extschema@.disable(text),
+    @extschema@.disable(text, text, text),
+    @extschema@.grant(text[], text, text, text, text[], text, text, text[], text, text),
+    @extschema@.revoke(text[], text, text, text, text[], text, text, text),
+    @extschema@.assign(text, text, text, text, text[], text, text, text, text),
+    @extschema@.unassign(text, text, text, text, text[], text, text, text),
+    @extschema@.sqlite(text, text),
+    @extschema@._electrify(regclass, text),
+    @extschema@._disable(regclass, text),
+    @extschema@._grant(text[], regclass, text, text[], regclass, text[], text, text),
+    @extschema@._revoke(text[], regclass, text, text[], regclass, text),
+    @extschema@._assign(regclass, text, text, text[], regclass, text, text),
+    @extschema@._unassign(regclass, text, text, text[], regclass, text),
+    -- Step 2. _capture because capture() runs as the caller; it writes only the caller's own
+    -- transaction's history, like the three public ones (see WHO MAY CALL).
+    @extschema@.capture(jsonb, jsonb, text),
+    @extschema@._capture(jsonb, jsonb, name[], text),
+    @extschema@.note_version(text, text, text),
+    @extschema@.migration_version(text, text)
+TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    @extschema@._resolve(text),
+    @extschema@._resolve(text, text),
+    @extschema@._resolve_scope(text, text)
+TO PUBLIC;

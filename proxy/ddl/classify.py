@@ -256,7 +256,12 @@ def classify(sql: str) -> list[Statement]:
         return _classify_pieces(sql)
     except UnicodeEncodeError:
         return [_bad_encoding(sql)]
-    return _from_tree(sql, json.loads(tree), 0)
+    try:
+        return _from_tree(sql, json.loads(tree), 0)
+    except RecursionError:
+        # Nesting deeper than Python's JSON reader goes: too deep to judge, so not passed as safe.
+        error = GuardError("statement is nested too deeply to be inspected", sqlstate="54001")
+        return [_unparsable(sql.strip(), len(sql) - len(sql.lstrip()), error)]
 
 
 def _until_nul(sql: str) -> str:

@@ -183,7 +183,7 @@ def may_write_version(sql: bytes, tables: frozenset[bytes]) -> bool:
     return any(_has_word(text, verb) for verb in _WRITE_VERBS)
 
 
-_WRITE_VERBS: Final = ("insert", "update", "delete", "merge", "copy")
+_WRITE_VERBS: Final = ("insert", "update", "delete", "merge", "copy", "truncate")
 
 
 @functools.lru_cache(maxsize=16)
