@@ -603,15 +603,32 @@ def summary_lines(targets: Sequence[Target], runs: Sequence[Run], opts: Options)
     return out
 
 
-def capture_lines(targets: Sequence[Target], runs: Sequence[Run]) -> list[str]:
-    """Rows in the catalog schema after the last measured run of each target (migration capture)."""
+# The capture's own table: one row per recorded DDL statement (compared with the migration's size).
+CAPTURE_TABLE: Final = "migration_statements"
+
+
+def capture_lines(targets: Sequence[Target], runs: Sequence[Run], opts: Options) -> list[str]:
+    """Non-empty tables of the catalog schema after the last measured run per method and target.
+
+    This shows what the proxy recorded (migration capture): `schema_version` is the catalog install
+    itself, the same in every database. A run through a proxy with the guard on whose
+    `migration_statements` count differs from the migration's size gets a note; the run still counts.
+    """
     out = []
-    for target in targets:
-        last = next((r for r in reversed(runs) if r.target == target.name and r.ok), None)
-        if last is None:
-            continue
-        rows = ", ".join(f"{k}={v}" for k, v in last.electric_rows.items()) or "(no electric schema)"
-        out.append(f"  {target.display:16} {last.database}: {rows}")
+    for method in opts.methods:
+        for target in targets:
+            last = next(
+                (r for r in reversed(runs) if (r.target, r.method) == (target.name, method) and r.ok), None
+            )
+            if last is None:
+                continue
+            rows = ", ".join(f"{k}={v}" for k, v in last.electric_rows.items() if v) or "(nothing)"
+            line = f"  {method:8} {target.display:16} {last.database}: {rows}"
+            captured = last.electric_rows.get(CAPTURE_TABLE)
+            guarded = target.proxy is not None and target.proxy.guard_enabled()
+            if guarded and captured is not None and captured != opts.statements:
+                line += f"  <- {captured} of {opts.statements} statements captured"
+            out.append(line)
     return out
 
 
@@ -680,8 +697,8 @@ def report(targets: Sequence[Target], runs: Sequence[Run], opts: Options, stamp:
     print("summary (wall time of the migration alone, connection set up before the clock starts):")
     print("\n".join(summary_lines(targets, runs, opts)))
     print()
-    print("rows in the `electric` schema after each target's last run (what the proxy recorded):")
-    print("\n".join(capture_lines(targets, runs)))
+    print("non-empty tables of the `electric` schema after the last run per method and target:")
+    print("\n".join(capture_lines(targets, runs, opts)))
     print()
     for target in targets:
         digest = log_digest(target)

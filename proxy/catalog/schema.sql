@@ -1160,6 +1160,13 @@ TO PUBLIC;
 --   note_version(framework text, version text, proxy_tag text DEFAULT NULL)
 --     The proxy saw a framework write its version table (Alembic, Rails, Prisma, ...). The last
 --     note of a transaction wins (Alembic runs several revisions in one transaction).
+--   note_version_late(framework text, version text, proxy_tag text DEFAULT NULL)
+--     A version written AFTER its migration's transaction committed, in a transaction of its
+--     own (Django records an unapplied migration, and a non-atomic one, that way). It goes to
+--     the session's last migration if that one has only a generated version; it never creates
+--     a row: a version write without DDL is not a migration. Inside a transaction that already
+--     has a migration it is note_version. (A version written BEFORE its migration's transaction,
+--     as Prisma does, is the proxy's to hold until that transaction: no call is needed for it.)
 --   migration_version(version text, proxy_tag text DEFAULT NULL)
 --     For people: `CALL electric.migration_version('2024_06_add_items')` inside a migration.
 --
@@ -1199,7 +1206,10 @@ TO PUBLIC;
 --   run DDL must be able to have it recorded. They cannot corrupt the history of others: every
 --   write goes to the row of the CALLER's current transaction (pg_current_xact_id(), not a
 --   parameter) and its statements and objects, and what a caller writes there is what it
---   claims about its own transaction. The tables themselves are closed to PUBLIC.
+--   claims about its own transaction. note_version_late reaches one committed row, and only
+--   one of the caller's own session (same backend pid and session_user, started after the
+--   session did), whose version was still a generated one. The tables themselves are closed
+--   to PUBLIC.
 --
 -- SQLSTATES RAISED HERE
 --   22023  malformed statements / meta / objects JSON, empty version or framework (invalid_parameter_value).
@@ -1798,6 +1808,63 @@ BEGIN
 END
 $$;
 
+-- When the caller's session began, read as the caller: pg_stat_activity shows another role's
+-- session to the definer without it. SECURITY INVOKER, no SET, no operator (see step 1).
+CREATE OR REPLACE FUNCTION @extschema@._session_start()
+    RETURNS timestamptz
+    LANGUAGE sql STABLE
+AS $$
+    SELECT a.backend_start FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a
+$$;
+
+-- The work of note_version_late(). session_start comes from the caller, who could lie about it;
+-- that reaches no further than the caller's own user's sessions on the same backend pid.
+CREATE OR REPLACE PROCEDURE @extschema@._note_version_late(
+    framework text, version text, session_start timestamptz, proxy_tag text DEFAULT NULL
+)
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    own_txid xid8 := pg_current_xact_id_if_assigned();  -- NULL: nothing written yet, no row
+    target record;
+BEGIN
+    IF own_txid IS NOT NULL AND EXISTS (SELECT FROM @extschema@.migrations m WHERE m.txid = own_txid) THEN
+        CALL @extschema@.note_version(_note_version_late.framework, _note_version_late.version, proxy_tag);
+        RETURN;
+    END IF;
+    IF _note_version_late.framework IS NULL OR _note_version_late.version IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'note_version_late needs a framework and a version';
+    END IF;
+    IF _note_version_late.framework = '' OR _note_version_late.version = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'note_version_late needs a non-empty framework and version';
+    END IF;
+    -- The session's last migration, and only that one: an older one is not what was just written.
+    SELECT m.id, m.version_source INTO target
+      FROM @extschema@.migrations m
+     WHERE m.backend_pid = pg_backend_pid()
+       AND m.db_user = session_user
+       AND m.started_at >= session_start
+       AND m.committed_at IS NOT NULL
+     ORDER BY m.id DESC
+     LIMIT 1;
+    IF FOUND AND target.version_source = 'generated' THEN
+        UPDATE @extschema@.migrations m
+           SET framework = _note_version_late.framework,
+               version = _note_version_late.version,
+               version_source = 'framework'
+         WHERE m.id = target.id;
+    END IF;
+    PERFORM @extschema@._proxy_tag(proxy_tag);
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE @extschema@.note_version_late(framework text, version text, proxy_tag text DEFAULT NULL)
+    LANGUAGE sql
+AS $$
+    CALL @extschema@._note_version_late(framework, version, @extschema@._session_start(), proxy_tag)
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Privileges, as in step 1: everything closed, then an explicit list opened. ALL ROUTINES covers
 -- step 1's routines too, so its list is granted again here, unchanged.
@@ -1827,10 +1894,13 @@ GRANT EXECUTE ON PROCEDURE
     @extschema@.capture(jsonb, jsonb, text),
     @extschema@._capture(jsonb, jsonb, name[], text),
     @extschema@.note_version(text, text, text),
+    @extschema@.note_version_late(text, text, text),
+    @extschema@._note_version_late(text, text, timestamptz, text),
     @extschema@.migration_version(text, text)
 TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     @extschema@._resolve(text),
     @extschema@._resolve(text, text),
-    @extschema@._resolve_scope(text, text)
+    @extschema@._resolve_scope(text, text),
+    @extschema@._session_start()
 TO PUBLIC;

@@ -37,7 +37,8 @@ _INJECTED_REPLIES: Final = (
 
 
 def statement_record(stmt: Statement) -> dict[str, object]:
-    objects = [{"schema": o.schema, "name": o.name} for o in stmt.objects]
+    kind = stmt.drop.remove_type if stmt.drop is not None else stmt.kind.lower()
+    objects = [{"schema": o.schema, "name": o.name, "type": kind} for o in stmt.objects]
     return {
         "sql": stmt.text,
         "tag": stmt.tag or (stmt.electric.tag if stmt.electric else ""),

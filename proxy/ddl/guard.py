@@ -11,8 +11,10 @@ that raises the guard's error). It decides with what it can know without a round
   statements are judged in order, so `CREATE TABLE t; ALTER TABLE t ENABLE ELECTRIC; ALTER
   TABLE t ADD COLUMN c int` in one string sees `t` electrified by the third statement.
 
-The session reports how each transaction ended (`end_transaction`); until the watcher has
-reloaded the catalog after a commit, the committed changes stay in a session overlay.
+The session reports how each transaction ended (`end_transaction`). Until the watcher has
+reloaded the catalog after a commit, the committed changes stay in a `SharedOverlay` that every
+session of the database consults: a migration's next connection must not find its tables
+unguarded for the few milliseconds the reload takes.
 """
 
 from __future__ import annotations
@@ -66,6 +68,33 @@ class Overlay:
             self.electrified.add(table)
 
 
+class SharedOverlay:
+    """Committed changes of one database that its catalog snapshot may not show yet."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[int, Overlay]] = []
+        self._generation = 0
+        self._view = Overlay()
+
+    def merge(self, overlay: Overlay) -> int:
+        """Add a committed transaction's changes; returns the generation to `expire` later."""
+        self._generation += 1
+        self._entries.append((self._generation, overlay))
+        self._view.merge(overlay)
+        return self._generation
+
+    def expire(self, generation: int) -> None:
+        """A snapshot read after generation `generation` committed now holds those changes."""
+        self._entries = [(g, o) for g, o in self._entries if g > generation]
+        self._view = Overlay()
+        for _, overlay in self._entries:
+            self._view.merge(overlay)
+
+    @property
+    def view(self) -> Overlay:
+        return self._view
+
+
 @dataclass(frozen=True, slots=True)
 class Inspection:
     statements: tuple[Statement, ...]
@@ -88,8 +117,10 @@ class SessionGuard:
         catalog_schema: str = "electric",
         do_blocks: Literal["reject", "allow"] = "reject",
         on_parse_error: Literal["forward", "reject"] = "forward",
+        shared: SharedOverlay | None = None,
     ) -> None:
         self._snapshot = snapshot
+        self.shared = shared if shared is not None else SharedOverlay()
         self.user = user
         self.catalog_schema = catalog_schema
         self.do_blocks: Literal["reject", "allow"] = do_blocks
@@ -98,7 +129,6 @@ class SessionGuard:
         self.session_path: tuple[str, ...] = DEFAULT_SEARCH_PATH  # outside SET LOCAL
         self.search_path: tuple[str, ...] = DEFAULT_SEARCH_PATH  # in effect now
         self.tx = Overlay()
-        self.committed = Overlay()
         self.prepared: dict[bytes, tuple[Statement, ...]] = {}
 
     # -- what the session tells the guard ---------------------------------------------------
@@ -109,18 +139,17 @@ class SessionGuard:
         if user:
             self.user = user
 
-    def end_transaction(self, committed: bool) -> bool:
-        """The transaction ended; True when it changed the schema the snapshot must catch up on."""
-        changed = bool(self.tx) and committed
-        if changed:
-            self.committed.merge(self.tx)
+    def end_transaction(self, committed: bool) -> int | None:
+        """The transaction ended. When it committed schema changes the snapshot must catch up on,
+        returns their generation in the shared overlay (to expire once the catalog is reloaded)."""
+        generation = self.shared.merge(self.tx) if self.tx and committed else None
         self.tx = Overlay()
         self.search_path = self.session_path  # SET LOCAL ends with the transaction
-        return changed
+        return generation
 
-    def catalog_caught_up(self) -> None:
-        """The watcher reloaded the snapshot after our commit: it now knows what we did."""
-        self.committed = Overlay()
+    @property
+    def committed(self) -> Overlay:
+        return self.shared.view
 
     @property
     def in_flight(self) -> bool:

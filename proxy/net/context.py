@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from proxy.catalog.cache import CatalogCache
 from proxy.config import Config
+from proxy.ddl.guard import SharedOverlay
+from proxy.ddl.versions import VersionRecognizer
 from proxy.metrics import Stats
 from proxy.net.upstream import UpstreamTarget
 from proxy.protocol import scram
@@ -54,6 +56,8 @@ class ProxyContext:
     proxy_keys: scram.ScramKeys | None = None
     catalog: CatalogCache | None = None
     managed_databases: frozenset[str] = frozenset()
+    versions: VersionRecognizer = field(default_factory=VersionRecognizer)
+    overlays: dict[str, SharedOverlay] = field(default_factory=dict)
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _next_id: int = 0
 
@@ -62,6 +66,9 @@ class ProxyContext:
             # Derived once: PBKDF2 with 4096 rounds costs milliseconds per login otherwise.
             self.proxy_keys = scram.scram_keys(self.config.auth.password, secrets.token_bytes(16))
         self.stats.client_states = self.client_states
+
+    def shared_overlay(self, database: str) -> SharedOverlay:
+        return self.overlays.setdefault(database, SharedOverlay())
 
     def next_session_id(self) -> int:
         self._next_id += 1

@@ -19,10 +19,12 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from proxy.catalog.cache import CatalogWatcher
-from proxy.ddl import capture, rewrite
-from proxy.ddl.classify import Statement
+from proxy.ddl import capture, rewrite, versions
+from proxy.ddl.classify import Kind, Statement
 from proxy.ddl.guard import Inspection, SessionGuard
-from proxy.ddl.prefilter import may_need_parse
+from proxy.ddl.prefilter import may_need_parse, may_write_version
+from proxy.ddl.versions import VersionWrite
+from proxy.errors import ProtocolError
 from proxy.protocol import messages
 from proxy.protocol.codes import Backend, Frontend, TransactionStatus
 from proxy.protocol.framer import Frame
@@ -41,6 +43,18 @@ CAPTURE_VERSION: Final = 2  # the catalog schema version that brings electric.ca
 _CLEAN_FIELDS: Final = frozenset("SVCMDHstc")
 
 
+def _call_group(call: str) -> bytes:
+    """Parse/Bind/Execute/Close/Close of one injected CALL, under names of the proxy's own."""
+    name = _CAPTURE_STATEMENT
+    return (
+        messages.encode_parse(name, call.encode("utf-8", "surrogateescape"))
+        + messages.encode_bind(name, name)
+        + messages.message(Frontend.EXECUTE, name + b"\0" + b"\0\0\0\0")
+        + messages.message(Frontend.CLOSE, b"S" + name + b"\0")
+        + messages.message(Frontend.CLOSE, b"P" + name + b"\0")
+    )
+
+
 class GuardLink:
     def __init__(self, session: Session, guard: SessionGuard, watcher: CatalogWatcher | None) -> None:
         self.session = session
@@ -57,6 +71,9 @@ class GuardLink:
         self._portals: dict[bytes, bytes] = {}  # portal -> prepared statement name, for those
         self._batch: list[Statement] = []  # executed in this extended batch, to record at Sync
         self._after_success: list[Statement] = []  # non-transactional DDL: recorded after it ran
+        self._version_statements: dict[bytes, messages.Parse] = {}  # prepared writes of version tables
+        self._batch_versions: list[VersionWrite] = []
+        self._pending_version: VersionWrite | None = None  # written before its migration (Prisma)
 
     def install(self) -> None:
         s = self.session
@@ -65,9 +82,12 @@ class GuardLink:
 
     # -- client side ----------------------------------------------------------------------------
 
+    def _writes_version(self, sql: bytes) -> bool:
+        return self.capturing and may_write_version(sql, self.session.ctx.versions.table_names)
+
     def on_query(self, frame: Frame) -> bytes | None:
         sql = messages.decode_query(frame.body)
-        if not may_need_parse(sql):
+        if not may_need_parse(sql) and not self._writes_version(sql):
             return frame.raw
         self.session.ctx.stats.statements_inspected["simple"] += 1
         text = sql.decode("utf-8", "surrogateescape")
@@ -93,6 +113,14 @@ class GuardLink:
         schema = self.guard.catalog_schema
         capturing = self.capturing
         for stmt in inspection.statements:
+            notes = self._version_notes(stmt) if capturing else []
+            if notes:
+                new = stmt.text + "".join("; " + note for note in notes)
+                tags += len(notes)
+                pieces += [sql[cursor : stmt.start], new]
+                self._positions.append((sum(len(p) for p in pieces), len(new) - len(stmt.text)))
+                cursor = stmt.start + len(stmt.text)
+                continue
             if not stmt.ddl or not (capturing or stmt.electric):
                 continue
             end = stmt.start + len(stmt.text)
@@ -103,6 +131,10 @@ class GuardLink:
             elif stmt.transactional:
                 new += "; " + capture.capture_call([stmt], self.meta, schema=schema)
                 tags += 1
+                if self._pending_version is not None:
+                    new += "; " + self._note(self._pending_version)
+                    tags += 1
+                    self._pending_version = None
             else:
                 self._after_success.append(stmt)
             if new != stmt.text:
@@ -116,9 +148,31 @@ class GuardLink:
         pieces.append(sql[cursor:])
         return "".join(pieces), tags
 
+    def _version_notes(self, stmt: Statement) -> list[str]:
+        """note_version calls for a statement that writes a framework's version table."""
+        if stmt.kind not in (Kind.DML, Kind.OTHER):
+            return []
+        calls = []
+        for write in self.session.ctx.versions.from_sql(stmt.text):
+            if write.before_ddl:  # Prisma: the row comes before its migration's transaction
+                self._pending_version = write
+            else:
+                calls.append(self._note(write))
+        return calls
+
+    def _note(self, write: VersionWrite, proxy_tag: str | None = capture.SWALLOW_TAG) -> str:
+        version = write.version if write.action == "apply" else f"{write.version} (reverted)"
+        schema = self.guard.catalog_schema
+        return capture.note_version_call(write.framework, version, schema=schema, proxy_tag=proxy_tag)
+
     def on_parse(self, frame: Frame) -> bytes | None:
         parse = messages.decode_parse(frame.body)
         self._ddl_statements.pop(parse.name, None)
+        self._version_statements.pop(parse.name, None)
+        if self._writes_version(parse.query):
+            self._version_statements[parse.name] = parse
+            self._watch_batch()
+            return frame.raw
         if not may_need_parse(parse.query):
             return frame.raw
         self.session.ctx.stats.statements_inspected["extended"] += 1
@@ -137,6 +191,9 @@ class GuardLink:
     def on_bind(self, frame: Frame) -> bytes | None:
         """A named DDL statement executed again is judged again: its tables may have changed."""
         target = messages.decode_bind_target(frame.body)
+        version_parse = self._version_statements.get(target.statement)
+        if version_parse is not None:
+            self._bind_version(version_parse, frame)
         if target.statement in self._ddl_statements:
             self._portals[target.portal] = target.statement
         else:
@@ -156,6 +213,21 @@ class GuardLink:
         snapshot = self.watcher.snapshot if self.watcher is not None else None
         return snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
 
+    def _bind_version(self, parse: messages.Parse, frame: Frame) -> None:
+        try:
+            bind = versions.decode_bind(frame.body)
+        except ProtocolError:
+            return  # Postgres will refuse the Bind itself
+        sql = parse.query.decode("utf-8", "surrogateescape")
+        writes = self.session.ctx.versions.from_statement(
+            sql, bind.params, bind.param_formats, parse.param_types
+        )
+        for write in writes:
+            if write.before_ddl:
+                self._pending_version = write
+            else:
+                self._batch_versions.append(write)
+
     def _watch_batch(self) -> None:
         """Follow Bind/Execute/Sync while some prepared statement holds DDL to record."""
         s = self.session
@@ -173,20 +245,20 @@ class GuardLink:
 
     def on_sync(self, frame: Frame) -> bytes | None:
         """Record this batch's DDL in its own transaction: the calls go just before Sync."""
-        if not self._batch:
+        schema = self.guard.catalog_schema
+        calls: list[str] = []
+        if self._batch:
+            calls.append(capture.capture_call(self._batch, self.meta, schema=schema, proxy_tag=None))
+            if self._pending_version is not None:
+                self._batch_versions.append(self._pending_version)
+                self._pending_version = None
+        for write in self._batch_versions:
+            calls.append(self._note(write, proxy_tag=None))
+        self._batch, self._batch_versions = [], []
+        if not calls:
             return frame.raw
-        call = capture.capture_call(self._batch, self.meta, schema=self.guard.catalog_schema, proxy_tag=None)
-        self._batch = []
-        portal = _CAPTURE_STATEMENT
-        group = (
-            messages.encode_parse(_CAPTURE_STATEMENT, call.encode("utf-8", "surrogateescape"))
-            + messages.encode_bind(portal, _CAPTURE_STATEMENT)
-            + messages.message(Frontend.EXECUTE, portal + b"\0" + b"\0\0\0\0")
-            + messages.message(Frontend.CLOSE, b"S" + _CAPTURE_STATEMENT + b"\0")
-            + messages.message(Frontend.CLOSE, b"P" + portal + b"\0")
-        )
-        self.session.hold_upstream(capture.drop_injected_tail)
-        return group + frame.raw
+        self.session.hold_upstream(capture.injected_tail_dropper(len(calls)))
+        return b"".join(_call_group(call) for call in calls) + frame.raw
 
     def _after_inspection(self) -> None:
         if self.guard.prepared:
@@ -288,14 +360,15 @@ class GuardLink:
     def _end_transaction(self) -> None:
         committed = not self._failed
         self._failed = False
-        if self.guard.end_transaction(committed) and self.watcher is not None:
-            # Until the watcher has reloaded, the session keeps its own committed changes.
+        generation = self.guard.end_transaction(committed)
+        if generation is not None and self.watcher is not None:
+            # Until the watcher has reloaded, every session sees these changes in the overlay.
             task = asyncio.get_running_loop().create_task(self.watcher.refresh())
-            task.add_done_callback(self._caught_up)
+            task.add_done_callback(lambda t: self._caught_up(t, generation))
         self._refresh_upstream()
 
-    def _caught_up(self, task: asyncio.Task[object]) -> None:
+    def _caught_up(self, task: asyncio.Task[object], generation: int) -> None:
         if not task.cancelled() and task.exception() is None:
-            self.guard.catalog_caught_up()
+            self.guard.shared.expire(generation)
         elif not task.cancelled():
             logger.warning("catalog refresh after a migration failed: %s", task.exception())

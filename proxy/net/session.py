@@ -75,6 +75,7 @@ class Session(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._startup_raw = b""
         self._holds: deque[_Hold] = deque()
+        self._client_keep_grew = False
         self.guard_link: GuardLink | None = None
         # Relay hooks: message types each direction must see whole, and what to do with them.
         self._client_handlers: dict[int, FrameHandler] = {}
@@ -274,6 +275,7 @@ class Session(asyncio.Protocol):
             catalog_schema=self.ctx.config.catalog.schema,
             do_blocks="allow" if guard_cfg.do_blocks == "allow" else "reject",
             on_parse_error="reject" if guard_cfg.on_parse_error == "reject" else "forward",
+            shared=self.ctx.shared_overlay(database),
         )
         self.guard_link = GuardLink(self, guard, watcher)
         self.guard_link.meta = {
@@ -335,7 +337,7 @@ class Session(asyncio.Protocol):
         if framer.contiguous and not self._client_handlers:
             upstream.write(data)  # the hot path: nothing to look at, nothing held back
             return
-        self._forward(items, data, framer.contiguous, self._client_handlers, upstream)
+        self._forward(items, data, framer.contiguous, self._client_handlers, upstream, client_side=True)
 
     def _relay_upstream(self, data: bytes) -> None:
         client = self.client
@@ -350,31 +352,54 @@ class Session(asyncio.Protocol):
             contiguous = False
         self._forward(items, data, contiguous, self._upstream_handlers, client)
 
-    @staticmethod
     def _forward(
+        self,
         items: list[Frame | memoryview],
         data: bytes,
         contiguous: bool,
         handlers: dict[int, FrameHandler],
         to: asyncio.Transport,
+        *,
+        client_side: bool = False,
     ) -> None:
         """Write `items` on, each kept frame as its handler decides; the chunk itself if unchanged."""
         parts: list[bytes | memoryview] = []
         changed = not contiguous
-        for item in items:
-            if isinstance(item, Frame):
-                handler = handlers.get(item.type)
-                out = handler(item) if handler is not None else item.raw
-                if out is not item.raw:
-                    changed = True
-                if out:
-                    parts.append(out)
-            else:
+        index = 0
+        while index < len(items):
+            item = items[index]
+            index += 1
+            if not isinstance(item, Frame):
                 parts.append(item)
+                continue
+            handler = handlers.get(item.type)
+            out = handler(item) if handler is not None else item.raw
+            if out is not item.raw:
+                changed = True
+            if out:
+                parts.append(out)
+            if client_side and self._client_keep_grew:
+                # A handler began to watch more message types: the rest of this chunk was
+                # framed without them, so frame it again.
+                self._client_keep_grew = False
+                items[index:] = self._reframe(items[index:])
         if not changed:
             to.write(data)
         elif parts:
             to.write(b"".join(parts))
+
+    def _reframe(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
+        out: list[Frame | memoryview] = []
+        for item in items:
+            if isinstance(item, Frame):
+                out.append(item)
+                continue
+            # Spans after a frame start on a message boundary; a message cut off at the end of
+            # the chunk stays a span: the main framer streams its rest.
+            framer = Framer(self._client_handlers, max_length=self.ctx.config.listen.max_message_bytes)
+            out += framer.feed(item)
+            out += [memoryview(framer.take_pending())] if framer.pending else []
+        return out
 
     def _forward_upstream_frame(self, frame: Frame) -> None:
         handler = self._upstream_handlers.get(frame.type)
@@ -405,6 +430,8 @@ class Session(asyncio.Protocol):
 
     def set_client_handler(self, code: int, handler: FrameHandler | None) -> None:
         """Look at client messages of type `code` (None: stop looking, just relay them)."""
+        if handler is not None and code not in self._client_handlers:
+            self._client_keep_grew = True
         _set_handler(self._client_handlers, code, handler)
         if self.relaying:
             self._client_framer.set_keep(self._client_handlers)

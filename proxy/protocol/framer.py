@@ -89,6 +89,11 @@ class Framer:
         """Bytes held back, waiting for the rest of their message."""
         return len(self._buf)
 
+    def take_pending(self) -> bytes:
+        """Give up the held bytes (a message cut off at the end of the input) and forget them."""
+        held, self._buf = bytes(self._buf), bytearray()
+        return held
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Item]:
         """Frame `data`, the next chunk of the stream; see the module docstring."""
         out: list[Item] = []

@@ -410,6 +410,44 @@ def test_explicit_version_beats_the_framework_and_the_last_note_wins(alice: Conn
     assert version(framework) == ("b2", "framework", "alembic")
 
 
+def test_a_late_version_goes_to_the_sessions_last_migration(
+    pg: EmbeddedPostgres, db: str, alice: Conn, stranger: Conn
+) -> None:
+    # Django unapplying a migration: the DDL in one transaction, the version write after it.
+    with alice.transaction():
+        run_and_capture(
+            alice, "CREATE TABLE late1 (id int8 PRIMARY KEY)", "CREATE TABLE", ("public", "late1", "table")
+        )
+        late = current_migration(alice)
+    before = history_counts(alice)
+    # Another session, even of the same user, does not reach it; nor does another user.
+    with psycopg.connect(pg.url(db, user="alice", password=ALICE_PASSWORD), autocommit=True) as other:
+        other.execute("CALL electric.note_version_late('django', 'other-session')")
+    stranger.execute("CALL electric.note_version_late('django', 'stranger')")
+    assert migration(alice, late)["version_source"] == "generated"
+
+    alice.execute("CALL electric.note_version_late('django', 'shop.0003 (reverted)')")
+    row = migration(alice, late)
+    assert (row["version"], row["version_source"], row["framework"]) == (
+        "shop.0003 (reverted)",
+        "framework",
+        "django",
+    )
+    # Never a row of its own, and a version already set stays.
+    alice.execute("CALL electric.note_version_late('django', 'again')")
+    assert migration(alice, late)["version"] == "shop.0003 (reverted)"
+    assert history_counts(alice) == before
+
+    # Inside a migration's own transaction it is note_version.
+    with alice.transaction():
+        run_and_capture(
+            alice, "CREATE TABLE late2 (id int8 PRIMARY KEY)", "CREATE TABLE", ("public", "late2", "table")
+        )
+        alice.execute("CALL electric.note_version_late('django', 'in-tx')")
+        in_tx = current_migration(alice)
+    assert migration(alice, in_tx)["version"] == "in-tx"
+
+
 def test_generated_versions_sort_by_time(alice: Conn) -> None:
     mids = []
     for name in ("gen1", "gen2"):
@@ -588,4 +626,5 @@ def test_public_routines_are_exactly_the_intended_ones(alice: Conn) -> None:
     step1 |= {f"_{name}": 1 for name in ("electrify", "disable", "grant", "revoke", "assign", "unassign")}
     step1 |= {"_resolve": 2, "_resolve_scope": 1}
     history = {"capture": 1, "_capture": 1, "note_version": 1, "migration_version": 1}
+    history |= {"note_version_late": 1, "_note_version_late": 1, "_session_start": 1}
     assert dict(rows) == step1 | history

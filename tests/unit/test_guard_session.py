@@ -82,9 +82,12 @@ def test_rolled_back_electrify_is_forgotten_and_committed_one_kept(guard: Sessio
     guard.end_transaction(committed=False)
     assert guard.inspect("ALTER TABLE other DROP COLUMN x").rejected is None
     guard.inspect("ELECTRIC ENABLE other")
-    assert guard.end_transaction(committed=True)
+    generation = guard.end_transaction(committed=True)
+    assert generation is not None
     assert guard.inspect("ALTER TABLE other DROP COLUMN x").rejected is not None
-    guard.catalog_caught_up()  # the snapshot would now say so itself; here it does not
+    other_session = SessionGuard(guard._snapshot, user="bob", shared=guard.shared)
+    assert other_session.inspect("ALTER TABLE other DROP COLUMN x").rejected is not None
+    guard.shared.expire(generation)  # the snapshot would now say so itself; here it does not
     assert guard.inspect("ALTER TABLE other DROP COLUMN x").rejected is None
 
 
