@@ -82,12 +82,15 @@ class GuardLink:
 
     # -- client side ----------------------------------------------------------------------------
 
-    def _writes_version(self, sql: bytes) -> bool:
+    def _writes_version(self, sql: bytes, *, single: bool) -> bool:
+        # A lone statement that starts as a query reads; it cannot write a version table.
+        if single and sql[:6].lower() == b"select" and (b";" not in sql):
+            return False
         return self.capturing and may_write_version(sql, self.session.ctx.versions.table_names)
 
     def on_query(self, frame: Frame) -> bytes | None:
-        sql = messages.decode_query(frame.body)
-        if not may_need_parse(sql) and not self._writes_version(sql):
+        sql = messages.query_sql(frame.raw)
+        if not may_need_parse(sql) and not self._writes_version(sql, single=True):
             return frame.raw
         self.session.ctx.stats.statements_inspected["simple"] += 1
         text = sql.decode("utf-8", "surrogateescape")
@@ -166,15 +169,18 @@ class GuardLink:
         return capture.note_version_call(write.framework, version, schema=schema, proxy_tag=proxy_tag)
 
     def on_parse(self, frame: Frame) -> bytes | None:
-        parse = messages.decode_parse(frame.body)
-        self._ddl_statements.pop(parse.name, None)
-        self._version_statements.pop(parse.name, None)
-        if self._writes_version(parse.query):
-            self._version_statements[parse.name] = parse
+        name, sql = messages.parse_names(frame.raw)
+        if self._ddl_statements:
+            self._ddl_statements.pop(name, None)
+        if self._version_statements:
+            self._version_statements.pop(name, None)
+        if self._writes_version(sql, single=True):
+            self._version_statements[name] = messages.decode_parse(frame.body)
             self._watch_batch()
             return frame.raw
-        if not may_need_parse(parse.query):
+        if not may_need_parse(sql):
             return frame.raw
+        parse = messages.decode_parse(frame.body)
         self.session.ctx.stats.statements_inspected["extended"] += 1
         text = parse.query.decode("utf-8", "surrogateescape")
         inspection = self.guard.inspect(text, name=parse.name or None)

@@ -260,6 +260,22 @@ def terminate() -> bytes:
     return message(Frontend.TERMINATE)
 
 
+def query_sql(raw: bytes) -> bytes:
+    """The SQL of a whole `Query` message, with one slice: the hot path's way to read it."""
+    if len(raw) < 6 or raw[-1] != 0:
+        raise ProtocolError("invalid Query message")
+    return raw[5:-1]
+
+
+def parse_names(raw: bytes) -> tuple[bytes, bytes]:
+    """Statement name and SQL of a whole `Parse` message, without decoding its parameter types."""
+    name_end = raw.find(b"\0", 5)
+    sql_end = raw.find(b"\0", name_end + 1) if name_end >= 0 else -1
+    if sql_end < 0:
+        raise ProtocolError("invalid Parse message")
+    return raw[5:name_end], raw[name_end + 1 : sql_end]
+
+
 def decode_query(body: _BUFFER) -> bytes:
     """The SQL text of a `Query`, as bytes in the client's encoding."""
     return Reader(body).cstring()
