@@ -98,6 +98,10 @@ class LogConfig:
 class CatalogConfig:
     schema: str = "electric"
     databases: tuple[str, ...] = ()  # empty: the database named in the upstream URL
+    version_tables: tuple[str, ...] = ()  # "framework=table" or "framework=schema.table"
+
+    def version_table_overrides(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.version_tables)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +374,19 @@ def _database_names(value: tuple[str, ...]) -> str | None:
     return None if all(value) else "must not contain empty names"
 
 
+def _version_tables(value: tuple[str, ...]) -> str | None:
+    from proxy.ddl.versions import VersionRecognizer
+
+    pairs = [item.split("=", 1) for item in value]
+    if any(len(pair) != 2 or not all(pair) for pair in pairs):
+        return 'entries must read "framework=table" or "framework=schema.table"'
+    try:
+        VersionRecognizer(overrides={k: v for k, v in pairs})
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 _LIBPQ_SAFE_REASON = re.compile(r'invalid connection option "\w+"')
 
 
@@ -409,6 +426,7 @@ _CHECKS: dict[str, _Check] = {
     "log.format": _one_of(*FORMATS),
     "catalog.schema": _identifier,
     "catalog.databases": _database_names,
+    "catalog.version_tables": _version_tables,
     "guard.do_blocks": _one_of("reject", "allow"),
     "guard.on_parse_error": _one_of("forward", "reject"),
     "drift.interval_ms": _POSITIVE,

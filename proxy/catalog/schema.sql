@@ -1255,6 +1255,9 @@ CREATE TABLE IF NOT EXISTS @extschema@.migration_objects (
 -- "The latest definition of this object": schema_at() and the index/table refresh.
 CREATE INDEX IF NOT EXISTS migration_objects_object
     ON @extschema@.migration_objects (object_type, schema_name, object_name);
+-- "The indexes recorded for this table", looked up by every capture that touches a table.
+CREATE INDEX IF NOT EXISTS migration_objects_index_table
+    ON @extschema@.migration_objects ((definition ->> 'table_schema'), (definition ->> 'table_name'));
 
 -- Which transaction created each step 1 row, so that capture() can link the rows of its own
 -- transaction to the migration. xmin cannot say it: a row written inside a savepoint carries the

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, Final, TypedDict
 
 import psycopg
@@ -329,15 +328,11 @@ def _migration_fields(row: DictRow) -> _MigrationFields:
         version=row["version"],
         version_source=row["version_source"],
         framework=row["framework"],
-        started_at=_iso(row["started_at"]),
-        committed_at=None if row["committed_at"] is None else _iso(row["committed_at"]),
+        started_at=row["started_at"].isoformat(),
+        committed_at=None if row["committed_at"] is None else row["committed_at"].isoformat(),
         user=row["db_user"],
         application_name=row["application_name"],
         client_addr=row["client_addr"],
         proxy_instance=row["proxy_instance"],
         backend_pid=row["backend_pid"],
     )
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()

@@ -62,10 +62,18 @@ def capture_call(
 
 
 def note_version_call(
-    framework: str, version: str, *, schema: str = "electric", proxy_tag: str | None = SWALLOW_TAG
+    framework: str,
+    version: str,
+    *,
+    schema: str = "electric",
+    proxy_tag: str | None = SWALLOW_TAG,
+    late: bool = False,
 ) -> str:
+    """`note_version`, or `note_version_late` for a version written after its migration
+    committed (Django's unapply): that one labels the session's last migration."""
     tag = "" if proxy_tag is None else f", proxy_tag => {literal(proxy_tag)}"
-    return f"CALL {schema}.note_version({literal(framework)}, {literal(version)}{tag})"
+    procedure = "note_version_late" if late else "note_version"
+    return f"CALL {schema}.{procedure}({literal(framework)}, {literal(version)}{tag})"
 
 
 def injected_tail_dropper(groups: int) -> Callable[[list[Frame]], list[Frame]]:

@@ -74,6 +74,7 @@ class GuardLink:
         self._version_statements: dict[bytes, messages.Parse] = {}  # prepared writes of version tables
         self._batch_versions: list[VersionWrite] = []
         self._pending_version: VersionWrite | None = None  # written before its migration (Prisma)
+        self._tx_captured = False  # this transaction already holds a capture call
 
     def install(self) -> None:
         s = self.session
@@ -84,7 +85,7 @@ class GuardLink:
 
     def _writes_version(self, sql: bytes, *, single: bool) -> bool:
         # A lone statement that starts as a query reads; it cannot write a version table.
-        if single and sql[:6].lower() == b"select" and (b";" not in sql):
+        if single and sql[:6].lower() == b"select" and b";" not in sql.rstrip(b"; \t\r\n"):
             return False
         return self.capturing and may_write_version(sql, self.session.ctx.versions.table_names)
 
@@ -115,8 +116,9 @@ class GuardLink:
         self._positions = []
         schema = self.guard.catalog_schema
         capturing = self.capturing
+        late = self._late(inspection.ddl)
         for stmt in inspection.statements:
-            notes = self._version_notes(stmt) if capturing else []
+            notes = self._version_notes(stmt, late=late) if capturing else []
             if notes:
                 new = stmt.text + "".join("; " + note for note in notes)
                 tags += len(notes)
@@ -134,6 +136,7 @@ class GuardLink:
             elif stmt.transactional:
                 new += "; " + capture.capture_call([stmt], self.meta, schema=schema)
                 tags += 1
+                self._tx_captured = True
                 if self._pending_version is not None:
                     new += "; " + self._note(self._pending_version)
                     tags += 1
@@ -151,22 +154,37 @@ class GuardLink:
         pieces.append(sql[cursor:])
         return "".join(pieces), tags
 
-    def _version_notes(self, stmt: Statement) -> list[str]:
+    def _version_notes(self, stmt: Statement, *, late: bool) -> list[str]:
         """note_version calls for a statement that writes a framework's version table."""
         if stmt.kind not in (Kind.DML, Kind.OTHER):
             return []
         calls = []
         for write in self.session.ctx.versions.from_sql(stmt.text):
-            if write.before_ddl:  # Prisma: the row comes before its migration's transaction
-                self._pending_version = write
+            if self._before_ddl(write) and not self._tx_captured:
+                self._pending_version = write  # labels the next migration of this session
             else:
-                calls.append(self._note(write))
+                calls.append(self._note(write, late=late))
         return calls
 
-    def _note(self, write: VersionWrite, proxy_tag: str | None = capture.SWALLOW_TAG) -> str:
+    def _note(
+        self, write: VersionWrite, proxy_tag: str | None = capture.SWALLOW_TAG, *, late: bool = False
+    ) -> str:
         version = write.version if write.action == "apply" else f"{write.version} (reverted)"
         schema = self.guard.catalog_schema
-        return capture.note_version_call(write.framework, version, schema=schema, proxy_tag=proxy_tag)
+        return capture.note_version_call(
+            write.framework, version, schema=schema, proxy_tag=proxy_tag, late=late
+        )
+
+    def _late(self, ddl_alongside: bool) -> bool:
+        """A version written in a transaction without DDL of its own belongs to the migration
+        that committed just before on this session (Django records an unapply after its
+        transaction); one written with or after DDL belongs to that DDL's transaction."""
+        return not (ddl_alongside or self._tx_captured)
+
+    @staticmethod
+    def _before_ddl(write: VersionWrite) -> bool:
+        """Written before its migration runs: Prisma's row, golang-migrate's dirty mark."""
+        return write.before_ddl or bool(write.dirty)
 
     def on_parse(self, frame: Frame) -> bytes | None:
         name, sql = messages.parse_names(frame.raw)
@@ -229,7 +247,7 @@ class GuardLink:
             sql, bind.params, bind.param_formats, parse.param_types
         )
         for write in writes:
-            if write.before_ddl:
+            if self._before_ddl(write) and not self._tx_captured:
                 self._pending_version = write
             else:
                 self._batch_versions.append(write)
@@ -255,11 +273,13 @@ class GuardLink:
         calls: list[str] = []
         if self._batch:
             calls.append(capture.capture_call(self._batch, self.meta, schema=schema, proxy_tag=None))
+            self._tx_captured = True
             if self._pending_version is not None:
                 self._batch_versions.append(self._pending_version)
                 self._pending_version = None
+        late = self._late(bool(calls))
         for write in self._batch_versions:
-            calls.append(self._note(write, proxy_tag=None))
+            calls.append(self._note(write, proxy_tag=None, late=late))
         self._batch, self._batch_versions = [], []
         if not calls:
             return frame.raw
@@ -345,6 +365,7 @@ class GuardLink:
         if status == TransactionStatus.FAILED:
             self._failed = True
         elif status == TransactionStatus.IDLE:
+            self._tx_captured = False
             self._end_transaction()
         if self._after_success and status != TransactionStatus.FAILED:
             # CREATE INDEX CONCURRENTLY and kin cannot share a transaction: record them now

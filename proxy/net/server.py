@@ -22,6 +22,7 @@ import uvloop
 
 from proxy.catalog.cache import CatalogCache
 from proxy.config import Config
+from proxy.ddl.versions import VersionRecognizer
 from proxy.errors import ProxyError
 from proxy.metrics import start_http_server
 from proxy.net.context import ProxyContext, server_tls_context
@@ -42,6 +43,7 @@ class ProxyServer:
             target=UpstreamTarget.from_url(config.upstream.url, config.upstream.connect_timeout_ms / 1000),
             tls=server_tls_context(tls.cert_file, tls.key_file) if tls.enabled else None,
         )
+        self.ctx.versions = VersionRecognizer(overrides=config.catalog.version_table_overrides())
         self._server: asyncio.Server | None = None
 
     async def start(self, *, reuse_port: bool = False) -> None:

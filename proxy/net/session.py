@@ -334,7 +334,9 @@ class Session(asyncio.Protocol):
         framer = self._client_framer
         items = framer.feed(data)
         self.busy = True
-        if framer.contiguous and not self._client_handlers:
+        if framer.contiguous and (
+            not self._client_handlers or (len(items) == 1 and not isinstance(items[0], Frame))
+        ):
             upstream.write(data)  # the hot path: nothing to look at, nothing held back
             return
         self._forward(items, data, framer.contiguous, self._client_handlers, upstream, client_side=True)

@@ -22,9 +22,8 @@ Startup packets have no type byte; `expect_startup()` makes the next message one
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from struct import Struct
-from typing import Final
+from typing import Final, NamedTuple
 
 from proxy.errors import ProtocolError
 from proxy.protocol.codes import MESSAGE_MAX_LENGTH, STARTUP_MAX_LENGTH, STARTUP_MIN_LENGTH
@@ -35,9 +34,12 @@ _TYPED_HEADER: Final = 5
 _STARTUP_HEADER: Final = 4
 
 
-@dataclass(slots=True, frozen=True)
-class Frame:
-    """One complete message: `raw` holds the header too, so it can be forwarded as is."""
+class Frame(NamedTuple):
+    """One complete message: `raw` holds the header too, so it can be forwarded as is.
+
+    A tuple rather than a frozen dataclass: one is built per kept message on the hot path, and a
+    frozen dataclass's `__init__` costs several times a tuple's.
+    """
 
     type: int
     raw: bytes
