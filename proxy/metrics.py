@@ -38,7 +38,8 @@ class Stats:
     cancel_requests: int = 0
     upstream_connections: int = 0
     statements_inspected: Counter[str] = field(default_factory=Counter)
-    guard_decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    guard_rejections: Counter[str] = field(default_factory=Counter)  # by SQLSTATE (EX codes, 42601)
+    statements_captured: int = 0
     forced_closes: int = 0
     draining: bool = False
     ready: bool = False
@@ -97,6 +98,17 @@ class StatsCollector(Collector):
             "protocol",
             ("simple", "extended"),
             s.statements_inspected,
+        )
+        rejections = CounterMetricFamily(
+            "electric_proxy_guard_rejections", "Statements the guard refused, by SQLSTATE.", labels=["code"]
+        )
+        for code, count in sorted(s.guard_rejections.items()):
+            rejections.add_metric([code], count)
+        yield rejections
+        yield _counter(
+            "electric_proxy_ddl_statements_captured",
+            "DDL statements given a record in the migration history (before commit).",
+            s.statements_captured,
         )
 
 

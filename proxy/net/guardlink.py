@@ -135,6 +135,7 @@ class GuardLink:
                 pass
             elif stmt.transactional:
                 new += "; " + capture.capture_call([stmt], self.meta, schema=schema)
+                self.session.ctx.stats.statements_captured += 1
                 tags += 1
                 self._tx_captured = True
                 if self._pending_version is not None:
@@ -273,6 +274,7 @@ class GuardLink:
         calls: list[str] = []
         if self._batch:
             calls.append(capture.capture_call(self._batch, self.meta, schema=schema, proxy_tag=None))
+            self.session.ctx.stats.statements_captured += len(self._batch)
             self._tx_captured = True
             if self._pending_version is not None:
                 self._batch_versions.append(self._pending_version)
@@ -335,7 +337,7 @@ class GuardLink:
         if not ours:
             return frame.raw
         self.expect_errors -= 1
-        self.session.ctx.stats.guard_decisions[("rejected", fields.get("C", ""))] += 1
+        self.session.ctx.stats.guard_rejections[fields.get("C", "")] += 1
         clean = {k: v for k, v in fields.items() if k in _CLEAN_FIELDS}
         if position is not None:
             clean["P"] = str(position)

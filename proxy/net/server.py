@@ -177,15 +177,18 @@ def _run(config: Config, *, reuse_port: bool, metrics: bool) -> int:
 
 
 async def _main(config: Config, *, reuse_port: bool, metrics: bool) -> int:
+    http = None
     try:
         server = ProxyServer(config)
+        if metrics and config.metrics.enabled:
+            # Up first: /healthz answers and /readyz says 503 while the catalog is installed.
+            http = start_http_server(config.metrics.address, config.metrics.port, server.ctx.stats)
         await server.start(reuse_port=reuse_port)
     except (OSError, ProxyError) as exc:
         logger.error("cannot start: %s", exc)
+        if http is not None:
+            http.shutdown()
         return 1
-    http = None
-    if metrics and config.metrics.enabled:
-        http = start_http_server(config.metrics.address, config.metrics.port, server.ctx.stats)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,7 @@ from proxy.net.server import free_port
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 20) -> None:
+    """Poll until the proxy accepts TCP connections (an event, not a fixed sleep)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -94,7 +95,10 @@ def dsn(port: int) -> str:
 def test_health_ready_and_metrics(serve: ServeProcess) -> None:
     base = f"http://127.0.0.1:{serve.metrics_port}"
     assert http_get(base + "/healthz")[0] == 200
-    assert http_get(base + "/readyz")[0] == 200
+    deadline = time.monotonic() + 10  # ready once the catalog is installed and loaded
+    while http_get(base + "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "never ready"
+        time.sleep(0.05)
     with psycopg.connect(dsn(serve.port), autocommit=True) as conn, psycopg.connect(dsn(serve.port)) as tx:
         conn.execute("SELECT 'secret-query-text'")
         tx.execute("SELECT 1")  # leaves a transaction open
@@ -104,6 +108,14 @@ def test_health_ready_and_metrics(serve: ServeProcess) -> None:
     assert re.search(r'electric_proxy_client_connections\{state="idle_in_transaction"\} 1\.0', body)
     assert re.search(r"electric_proxy_client_connections_accepted_total [1-9]", body)
     assert "secret-query-text" not in body  # metrics never carry query text
+    with psycopg.connect(dsn(serve.port), autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE metric_t (id int)")
+        with pytest.raises(psycopg.errors.SyntaxError):
+            conn.execute("ELECTRIC GRANT JUNK")
+    body = http_get(base + "/metrics")[1]
+    assert re.search(r'electric_proxy_guard_rejections_total\{code="42601"\} 1\.0', body)
+    assert re.search(r"electric_proxy_ddl_statements_captured_total [1-9]", body)
+    assert re.search(r'electric_proxy_statements_total\{protocol="simple"\} [1-9]', body)
     assert http_get(base + "/nope")[0] == 404
 
 
