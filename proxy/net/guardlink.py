@@ -75,6 +75,7 @@ class GuardLink:
         self._batch_versions: list[VersionWrite] = []
         self._pending_version: VersionWrite | None = None  # written before its migration (Prisma)
         self._tx_captured = False  # this transaction already holds a capture call
+        self._watching = False  # whether N, C and E are being looked at
 
     def install(self) -> None:
         s = self.session
@@ -303,6 +304,9 @@ class GuardLink:
     def _refresh_upstream(self) -> None:
         """Look at notices, completions and errors only while something depends on them."""
         watching = bool(self.expect_tags or self.expect_errors or self._pending_tag or self.guard.in_flight)
+        if watching is self._watching:
+            return  # ReadyForQuery calls this on every query: change nothing when nothing changed
+        self._watching = watching
         s = self.session
         s.set_upstream_handler(Backend.NOTICE_RESPONSE, self.on_notice if watching else None)
         s.set_upstream_handler(Backend.COMMAND_COMPLETE, self.on_complete if watching else None)
@@ -362,8 +366,10 @@ class GuardLink:
             self._logged_in = True
             self.session.inject(_LOGIN_QUERY, lambda rows: self._learned_path(rows, frame.raw))
             return None  # held until the login query is answered
-        self._positions = []
         status = frame.raw[5]
+        if status == TransactionStatus.IDLE and not self._unsettled():
+            return frame.raw  # the common case, every query: nothing to settle
+        self._positions = []
         if status == TransactionStatus.FAILED:
             self._failed = True
         elif status == TransactionStatus.IDLE:
@@ -379,6 +385,17 @@ class GuardLink:
             self.session.inject(call, lambda _rows: self.session.write_client(frame.raw))
             return None
         return frame.raw
+
+    def _unsettled(self) -> bool:
+        guard = self.guard
+        return bool(
+            self._failed
+            or self._positions
+            or self._tx_captured
+            or self._after_success
+            or guard.in_flight
+            or guard.search_path is not guard.session_path
+        )
 
     def _learned_path(self, rows: list[list[bytes | None]], ready: bytes) -> None:
         if rows and rows[0][0] is not None:
