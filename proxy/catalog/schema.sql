@@ -1851,7 +1851,13 @@ BEGIN
        AND m.committed_at IS NOT NULL
      ORDER BY m.id DESC
      LIMIT 1;
-    IF FOUND AND target.version_source = 'generated' THEN
+    IF NOT FOUND THEN
+        -- Nothing of this session to label: the tool ran its DDL on another connection (sqitch
+        -- through psql, yoyo since 7.3.2). Record the version on its own rather than lose it.
+        CALL @extschema@.note_version(_note_version_late.framework, _note_version_late.version, proxy_tag);
+        RETURN;
+    END IF;
+    IF target.version_source = 'generated' THEN
         UPDATE @extschema@.migrations m
            SET framework = _note_version_late.framework,
                version = _note_version_late.version,

@@ -162,6 +162,8 @@ class GuardLink:
             return []
         calls = []
         for write in self.session.ctx.versions.from_sql(stmt.text):
+            if write.version == versions.ALL_VERSIONS:
+                continue  # TRUNCATE or DELETE of every row: no version to record
             if self._before_ddl(write) and not self._tx_captured:
                 self._pending_version = write  # labels the next migration of this session
             else:
@@ -249,6 +251,8 @@ class GuardLink:
             sql, bind.params, bind.param_formats, parse.param_types
         )
         for write in writes:
+            if write.version == versions.ALL_VERSIONS:
+                continue  # TRUNCATE or DELETE of every row: no version to record
             if self._before_ddl(write) and not self._tx_captured:
                 self._pending_version = write
             else:

@@ -420,11 +420,14 @@ def test_a_late_version_goes_to_the_sessions_last_migration(
         )
         late = current_migration(alice)
     before = history_counts(alice)
-    # Another session, even of the same user, does not reach it; nor does another user.
+    # Another session, even of the same user, does not reach it; nor does another user: with no
+    # migration of their own to label, their versions are recorded on their own (two rows).
     with psycopg.connect(pg.url(db, user="alice", password=ALICE_PASSWORD), autocommit=True) as other:
         other.execute("CALL electric.note_version_late('django', 'other-session')")
     stranger.execute("CALL electric.note_version_late('django', 'stranger')")
     assert migration(alice, late)["version_source"] == "generated"
+    assert history_counts(alice)[0] == before[0] + 2
+    before = history_counts(alice)
 
     alice.execute("CALL electric.note_version_late('django', 'shop.0003 (reverted)')")
     row = migration(alice, late)
@@ -433,7 +436,7 @@ def test_a_late_version_goes_to_the_sessions_last_migration(
         "framework",
         "django",
     )
-    # Never a row of its own, and a version already set stays.
+    # No row of its own when it labels one, and a version already set stays.
     alice.execute("CALL electric.note_version_late('django', 'again')")
     assert migration(alice, late)["version"] == "shop.0003 (reverted)"
     assert history_counts(alice) == before
