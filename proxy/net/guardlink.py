@@ -1,9 +1,12 @@
-"""The migration guard wired into one session's relay.
+"""The migration guard and the migration capture wired into one session's relay.
 
-`GuardLink` owns the frame handlers the guard needs on both directions of a `Session`:
+`GuardLink` owns the frame handlers they need on both directions of a `Session`:
 
 - client `Query` / `Parse` (and `Bind`, while named DDL statements exist): the prefilter, then
-  `SessionGuard.inspect`; a replacement is written instead of the client's bytes;
+  `SessionGuard.inspect`; a replacement is written instead of the client's bytes. In a simple
+  query each DDL statement is followed by its capture call and each framework version write by
+  its note; in the extended protocol the calls for a batch go just before its `Sync`, and their
+  replies are taken out of the batch's replies (`capture.drop_injected_tail`);
 - upstream `NoticeResponse` / `CommandComplete` / `ErrorResponse`, only while something is
   expected of them: the command-tag notices of rewritten ELECTRIC statements are swallowed and
   their tags put into the following CommandComplete; errors the proxy raised lose their
@@ -108,53 +111,51 @@ class GuardLink:
         return messages.query(replacement)
 
     def _compose(self, sql: str, inspection: Inspection) -> tuple[str | None, int]:
-        """The client's string with ELECTRIC statements replaced and a capture after each DDL.
+        """The client's string with ELECTRIC statements replaced, a capture after each DDL and a
+        version note after each version write; and how many tag notices to expect back.
 
         Also notes how positions shift, so a server error points into the client's own text.
         """
         pieces: list[str] = []
         cursor = tags = 0
         self._positions = []
-        schema = self.guard.catalog_schema
-        capturing = self.capturing
         late = self._late(inspection.ddl)
         for stmt in inspection.statements:
-            notes = self._version_notes(stmt, late=late) if capturing else []
-            if notes:
-                new = stmt.text + "".join("; " + note for note in notes)
-                tags += len(notes)
-                pieces += [sql[cursor : stmt.start], new]
-                self._positions.append((sum(len(p) for p in pieces), len(new) - len(stmt.text)))
-                cursor = stmt.start + len(stmt.text)
+            new, added = self._replacement(stmt, late)
+            if new is None:
                 continue
-            if not stmt.ddl or not (capturing or stmt.electric):
-                continue
-            end = stmt.start + len(stmt.text)
-            new = rewrite.electric_call(stmt.electric, schema) if stmt.electric else stmt.text
-            tags += 1 if stmt.electric else 0
-            if not capturing:
-                pass
-            elif stmt.transactional:
-                new += "; " + capture.capture_call([stmt], self.meta, schema=schema)
-                self.session.ctx.stats.statements_captured += 1
-                tags += 1
-                self._tx_captured = True
-                if self._pending_version is not None:
-                    new += "; " + self._note(self._pending_version)
-                    tags += 1
-                    self._pending_version = None
-            else:
-                self._after_success.append(stmt)
-            if new != stmt.text:
-                pieces += [sql[cursor : stmt.start], new]
-                shift = len(new) - len(stmt.text)
-                offset = sum(len(p) for p in pieces)
-                self._positions.append((offset, shift))
-                cursor = end
+            tags += added
+            pieces += [sql[cursor : stmt.start], new]
+            self._positions.append((sum(len(p) for p in pieces), len(new) - len(stmt.text)))
+            cursor = stmt.start + len(stmt.text)
         if not pieces:
             return None, 0
         pieces.append(sql[cursor:])
         return "".join(pieces), tags
+
+    def _replacement(self, stmt: Statement, late: bool) -> tuple[str | None, int]:
+        """What one statement becomes (None: itself) and the tag notices that adds."""
+        capturing = self.capturing
+        notes = self._version_notes(stmt, late=late) if capturing else []
+        if notes:
+            return stmt.text + "".join("; " + note for note in notes), len(notes)
+        if not stmt.ddl:
+            return None, 0
+        new, tags = stmt.text, 0
+        if stmt.electric:
+            new, tags = rewrite.electric_call(stmt.electric, self.guard.catalog_schema), 1
+        if capturing and not stmt.transactional:
+            self._after_success.append(stmt)  # recorded once it has run, on its own
+        elif capturing:
+            new += "; " + capture.capture_call([stmt], self.meta, schema=self.guard.catalog_schema)
+            tags += 1
+            self._tx_captured = True
+            self.session.ctx.stats.statements_captured += 1
+            if self._pending_version is not None:
+                new += "; " + self._note(self._pending_version)
+                tags += 1
+                self._pending_version = None
+        return (new, tags) if new != stmt.text else (None, 0)
 
     def _version_notes(self, stmt: Statement, *, late: bool) -> list[str]:
         """note_version calls for a statement that writes a framework's version table."""

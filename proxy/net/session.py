@@ -339,6 +339,16 @@ class Session(asyncio.Protocol):
         ):
             upstream.write(data)  # the hot path: nothing to look at, nothing held back
             return
+        frame = items[0] if framer.contiguous and len(items) == 1 else None
+        if isinstance(frame, Frame):
+            # One whole kept message (a simple query): skip the general loop when it passes as is.
+            handler = self._client_handlers.get(frame.type)
+            out = handler(frame) if handler is not None else frame.raw
+            if out is frame.raw:
+                upstream.write(data)
+            elif out:
+                upstream.write(out)
+            return
         self._forward(items, data, framer.contiguous, self._client_handlers, upstream, client_side=True)
 
     def _relay_upstream(self, data: bytes) -> None:
