@@ -1,3 +1,3 @@
 from __future__ import annotations
 
-pytest_plugins = ["tests.pgfixtures", "tests.proxyfixtures"]
+pytest_plugins = ["tests.pgfixtures", "tests.proxyfixtures", "tests.configenv"]

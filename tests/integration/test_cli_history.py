@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,7 +17,6 @@ from tests.pgfixtures import ALICE_PASSWORD
 
 DB = "hist_cli_t"
 BARE_DB = "hist_cli_bare"
-CONFIG_ENV_NAMES = ("DATABASE_URL", "PG_PROXY_PORT", "PG_PROXY_PASSWORD", "LOG_LEVEL")
 HISTORY_KEYS = {
     "id",
     "version",
@@ -32,13 +29,7 @@ HISTORY_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No configuration but the flags: an empty directory and no config variables."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("ELECTRIC_PROXY_") or name.removesuffix("_FILE") in CONFIG_ENV_NAMES:
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_config_env")
 
 
 def capture(conn: psycopg.Connection[Any], sql: str, tag: str, table: str) -> None:

@@ -27,11 +27,9 @@ import asyncio
 import datetime
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -718,16 +716,7 @@ def test_framework_version_is_recorded_with_its_migration(
 ECTO_TABLE = '"fw_ecto"."schema_migrations"'
 
 
-@pytest.fixture
-def _no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI reads only its flags: no config file in the working directory, no config variables."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("ELECTRIC_PROXY_") or name in ("DATABASE_URL", "PG_PROXY_PORT", "LOG_LEVEL"):
-            monkeypatch.delenv(name)
-
-
-@pytest.mark.usefixtures("_no_config")
+@pytest.mark.usefixtures("no_config_env")
 def test_ecto_versions_9_then_10_list_in_applied_order(
     proxy: RunningProxy,
     pg: EmbeddedPostgres,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tomllib
 import types
@@ -20,16 +19,9 @@ from proxy.config import Config
 from proxy.log import configure_logging
 
 SECRET = "s3cr3t-Pa55"
-CONFIG_ENV_NAMES = ("DATABASE_URL", "PG_PROXY_PORT", "PG_PROXY_PASSWORD", "LOG_LEVEL")
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run every test in an empty directory with no configuration in the environment."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("ELECTRIC_PROXY_") or name.removesuffix("_FILE") in CONFIG_ENV_NAMES:
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_config_env")
 
 
 @pytest.fixture(autouse=True)
