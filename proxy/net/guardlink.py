@@ -84,6 +84,20 @@ class GuardLink:
         s = self.session
         s.set_client_handler(Frontend.QUERY, self.on_query)
         s.set_client_handler(Frontend.PARSE, self.on_parse)
+        s.set_client_peek(Frontend.QUERY, self.wants_query)
+        s.set_client_peek(Frontend.PARSE, self.wants_parse)
+
+    # -- the prefilter, before any copy -----------------------------------------------------------
+
+    def wants_query(self, message: memoryview) -> bool:
+        sql = bytes(message[5:-1])
+        return may_need_parse(sql) or self._writes_version(sql, single=True)
+
+    def wants_parse(self, message: memoryview) -> bool:
+        if self._ddl_statements or self._version_statements:
+            return True  # a Parse may replace a statement the capture follows
+        _, sql = messages.parse_names(bytes(message))
+        return may_need_parse(sql) or self._writes_version(sql, single=True)
 
     # -- client side ----------------------------------------------------------------------------
 

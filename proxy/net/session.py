@@ -448,6 +448,10 @@ class Session(asyncio.Protocol):
         if self.relaying:
             self._client_framer.set_keep(self._client_handlers)
 
+    def set_client_peek(self, code: int, peek: Callable[[memoryview], bool]) -> None:
+        """Let `peek` decide, before any copy, whether a whole client message needs its handler."""
+        self._client_framer.peek[code] = peek
+
     def inject(self, sql: str, done: Callable[[list[list[bytes | None]]], None]) -> None:
         """Run `sql` on the upstream where the client cannot see it; `done` gets its rows.
 

@@ -17,11 +17,15 @@ Invariants, which the tests check by feeding streams one byte at a time:
   Anything wrong raises `ProtocolError` and the framer must not be used again.
 
 Startup packets have no type byte; `expect_startup()` makes the next message one of them.
+
+`peek` lets the owner look at a kept message that arrived whole before any copy is made: when
+its function returns False the message stays in the passthrough span (the guard's prefilter
+uses this, so a plain SELECT costs no `Frame`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from struct import Struct
 from typing import Final, NamedTuple
 
@@ -56,7 +60,7 @@ Item = Frame | memoryview
 class Framer:
     """Splits one direction of a connection into messages; see the module docstring."""
 
-    __slots__ = ("_buf", "_keep", "_max_length", "_skip", "_startup", "contiguous", "direction")
+    __slots__ = ("_buf", "_keep", "_max_length", "_skip", "_startup", "contiguous", "direction", "peek")
 
     def __init__(
         self,
@@ -75,6 +79,7 @@ class Framer:
         self._skip = 0  # bytes still to stream of a message that is not kept
         self.contiguous = True
         self.direction = direction
+        self.peek: dict[int, Callable[[memoryview], bool]] = {}
 
     def set_keep(self, keep: Iterable[int], *, keep_all: bool = False) -> None:
         """Change which message types come back whole; takes effect at the next message."""
@@ -123,6 +128,10 @@ class Framer:
             code = view[pos]
             total = 1 + self._check_length(unpack(view, pos + 1)[0], code)
             if keep[code]:
+                peek = self.peek.get(code) if self.peek else None
+                if peek is not None and pos + total <= end and not peek(view[pos : pos + total]):
+                    pos += total  # whole, and its owner has no use for it: it stays in the span
+                    continue
                 if start < pos:
                     out.append(view[start:pos])
                 if pos + total > end:

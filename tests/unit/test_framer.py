@@ -166,3 +166,18 @@ def test_random_bytes_raise_only_protocol_error(chunks: list[bytes], startup: bo
                     messages.decode_startup(item.body)
     except ProtocolError:
         pass
+
+
+def test_peek_leaves_unwanted_whole_messages_in_the_span() -> None:
+    wanted = messages.query("CREATE TABLE t (id int)")
+    plain = messages.query("SELECT 1")
+    framer = Framer((Frontend.QUERY,))
+    framer.peek[Frontend.QUERY] = lambda m: b"CREATE" in bytes(m)
+    items = framer.feed(plain + wanted + plain)
+    assert [type(i).__name__ for i in items] == ["memoryview", "Frame", "memoryview"]
+    assert isinstance(items[1], Frame) and items[1].raw == wanted
+    assert framer.contiguous
+    # A message split across chunks is held and framed whole, whatever the peek would say.
+    framer.feed(plain[:3])
+    split = framer.feed(plain[3:])
+    assert split == [Frame(Frontend.QUERY, plain)]
