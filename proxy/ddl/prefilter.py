@@ -107,13 +107,38 @@ def may_need_parse(sql: bytes) -> bool:
     """True when `sql` could hold DDL, an ELECTRIC statement, DO, CALL, or a setting change."""
     text = sql.decode("latin-1").lower()
     body = text.strip()
-    # One plain statement (maybe with a trailing `;`) and no comment: the first word decides.
-    if (
+    return _needs_parse(text, body, _single_plain(body))
+
+
+def may_need_look(sql: bytes, version_tables: frozenset[bytes]) -> bool:
+    """`may_need_parse(sql) or may_write_version(sql, version_tables)`, decoding `sql` once.
+
+    The relay's single test per Query and Parse: a lone plain SELECT, the commonest text of
+    all, is settled by its first word.
+    """
+    text = sql.decode("latin-1").lower()
+    body = text.strip()
+    single = _single_plain(body)
+    if _needs_parse(text, body, single):
+        return True
+    if single and body.startswith("select"):
+        return False  # one SELECT writes no table
+    return _writes_version(text, version_tables)
+
+
+def _single_plain(body: str) -> bool:
+    """One statement (maybe with a trailing `;`), no comment, starting with a plain word."""
+    return (
         body.find(";", 0, len(body) - 1) < 0
         and "--" not in body
         and "/*" not in body
         and body.startswith(_PLAIN_STARTS)
-    ):
+    )
+
+
+def _needs_parse(text: str, body: str, single: bool) -> bool:
+    # One plain statement (maybe with a trailing `;`) and no comment: the first word decides.
+    if single:
         if "set_config" in body and _has_word(body, "set_config"):
             return True
         return "into" in body and body.startswith(_INTO_CAPABLE) and _has_word(body, "into")
@@ -175,10 +200,11 @@ def may_write_version(sql: bytes, tables: frozenset[bytes]) -> bool:
     A substring test plus a write verb: a hit is confirmed later by parsing, so a name in a
     literal or a comment only costs a parse.
     """
-    if not tables:
-        return False
-    text = sql.decode("latin-1").lower()
-    if not any(name in text for name in _as_text(tables)):
+    return _writes_version(sql.decode("latin-1").lower(), tables)
+
+
+def _writes_version(text: str, tables: frozenset[bytes]) -> bool:
+    if not tables or not any(name in text for name in _as_text(tables)):
         return False
     return any(_has_word(text, verb) for verb in _WRITE_VERBS)
 

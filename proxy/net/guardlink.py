@@ -25,7 +25,7 @@ from proxy.catalog.cache import CatalogWatcher
 from proxy.ddl import capture, rewrite, versions
 from proxy.ddl.classify import Kind, Statement
 from proxy.ddl.guard import Inspection, SessionGuard
-from proxy.ddl.prefilter import may_need_parse, may_write_version
+from proxy.ddl.prefilter import may_need_look, may_need_parse, may_write_version
 from proxy.ddl.versions import VersionWrite
 from proxy.errors import ProtocolError
 from proxy.protocol import messages
@@ -90,14 +90,17 @@ class GuardLink:
     # -- the prefilter, before any copy -----------------------------------------------------------
 
     def wants_query(self, message: memoryview) -> bool:
-        sql = bytes(message[5:-1])
-        return may_need_parse(sql) or self._writes_version(sql, single=True)
+        return may_need_look(bytes(message[5:-1]), self._version_tables)
 
     def wants_parse(self, message: memoryview) -> bool:
         if self._ddl_statements or self._version_statements:
             return True  # a Parse may replace a statement the capture follows
         _, sql = messages.parse_names(bytes(message))
-        return may_need_parse(sql) or self._writes_version(sql, single=True)
+        return may_need_look(sql, self._version_tables)
+
+    @property
+    def _version_tables(self) -> frozenset[bytes]:
+        return self.session.ctx.versions.table_names if self.capturing else frozenset()
 
     # -- client side ----------------------------------------------------------------------------
 

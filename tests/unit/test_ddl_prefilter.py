@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.ddl.classify import Kind, classify
-from proxy.ddl.prefilter import may_need_parse, may_write_version
+from proxy.ddl.prefilter import may_need_look, may_need_parse, may_write_version
 
 MUST_PARSE = [
     "CREATE TABLE t (id int PRIMARY KEY)",
@@ -206,3 +206,35 @@ def test_prefilter_accepts_any_text(text: str) -> None:
     statements = classify(text)
     if any(s.ddl or s.kind in INTERESTING for s in statements):
         assert result, text
+
+
+TABLES = frozenset({b"alembic_version", b"schema_migrations"})
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+        b"select 1",
+        b"SELECT * FROM t WHERE a = $1",
+    ],
+)
+def test_plain_select_needs_no_look(sql: bytes) -> None:
+    assert not may_need_look(sql, TABLES) and not may_need_parse(sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        b"SELECT 1; DROP TABLE t",
+        b"SELECT * INTO new_t FROM t",
+        b"SELECT set_config('search_path', 'x', false)",
+        b"SELECT 1 -- ; ALTER TABLE t DROP c\n",
+        b"SELECT 1 /* */; CREATE TABLE x ()",
+        b" SELECT 1",
+        b"INSERT INTO alembic_version VALUES ('a')",
+    ],
+)
+def test_look_is_parse_or_version_write(sql: bytes) -> None:
+    assert may_need_look(sql, TABLES) == (may_need_parse(sql) or may_write_version(sql, TABLES))
+    assert may_need_look(sql, TABLES) or sql.startswith(b" SELECT")
