@@ -110,13 +110,13 @@ def may_need_parse(sql: bytes) -> bool:
     return _needs_parse(text, body, _single_plain(body))
 
 
-def may_need_look(sql: bytes, version_tables: frozenset[bytes]) -> bool:
+def may_need_look(sql: bytes | memoryview, version_tables: frozenset[bytes]) -> bool:
     """`may_need_parse(sql) or may_write_version(sql, version_tables)`, decoding `sql` once.
 
     The relay's single test per Query and Parse: a lone plain SELECT, the commonest text of
     all, is settled by its first word.
     """
-    text = sql.decode("latin-1").lower()
+    text = str(sql, "latin-1").lower()
     body = text.strip()
     single = _single_plain(body)
     if _needs_parse(text, body, single):

@@ -79,6 +79,7 @@ class GuardLink:
         self._pending_version: VersionWrite | None = None  # written before its migration (Prisma)
         self._tx_captured = False  # this transaction already holds a capture call
         self._watching = False  # whether N, C and E are being looked at
+        self._capturing = False
 
     def install(self) -> None:
         s = self.session
@@ -90,7 +91,7 @@ class GuardLink:
     # -- the prefilter, before any copy -----------------------------------------------------------
 
     def wants_query(self, message: memoryview) -> bool:
-        return may_need_look(bytes(message[5:-1]), self._version_tables)
+        return may_need_look(message[5:-1], self._version_tables)
 
     def wants_parse(self, message: memoryview) -> bool:
         if self._ddl_statements or self._version_statements:
@@ -255,9 +256,12 @@ class GuardLink:
 
     @property
     def capturing(self) -> bool:
-        """Record migrations once the database's catalog has the history tables."""
-        snapshot = self.watcher.snapshot if self.watcher is not None else None
-        return snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
+        """Record migrations once the database's catalog has the history tables (for good:
+        an installed catalog version never goes back)."""
+        if not self._capturing:
+            snapshot = self.watcher.snapshot if self.watcher is not None else None
+            self._capturing = snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
+        return self._capturing
 
     def _bind_version(self, parse: messages.Parse, frame: Frame) -> None:
         try:
