@@ -39,7 +39,7 @@ from proxy.protocol.framer import Frame, Framer
 
 logger = logging.getLogger(__name__)
 
-_STATE_NAMES: Final = {
+_STATE_NAMES: Final[dict[int, str]] = {
     TransactionStatus.IDLE: "idle",
     TransactionStatus.IN_TRANSACTION: "idle_in_transaction",
     TransactionStatus.FAILED: "failed_transaction",
@@ -58,7 +58,7 @@ class Session(asyncio.Protocol):
         self.upstream: asyncio.Transport | None = None
         self.peer = "?"
         self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(logger, {"c": self.id})
-        self.status = TransactionStatus.IDLE
+        self.status: int = TransactionStatus.IDLE  # the last ReadyForQuery's status byte
         self.busy = False  # the client has sent something the upstream has not answered yet
         self.relaying = False
         self.client_tls = False
@@ -420,7 +420,7 @@ class Session(asyncio.Protocol):
             self._write_client(data)
 
     def _note_ready(self, frame: Frame) -> bytes | None:
-        self.status = TransactionStatus(frame.raw[5])
+        self.status = frame.raw[5]  # compared with TransactionStatus members; no enum per query
         self.busy = False
         if self._draining and self.status == TransactionStatus.IDLE:
             asyncio.get_running_loop().call_soon(self.terminate)
