@@ -105,15 +105,9 @@ class GuardLink:
 
     # -- client side ----------------------------------------------------------------------------
 
-    def _writes_version(self, sql: bytes, *, single: bool) -> bool:
-        # A lone statement that starts as a query reads; it cannot write a version table.
-        if single and sql[:6].lower() == b"select" and b";" not in sql.rstrip(b"; \t\r\n"):
-            return False
-        return self.capturing and may_write_version(sql, self.session.ctx.versions.table_names)
-
     def on_query(self, frame: Frame) -> bytes | None:
         sql = messages.query_sql(frame.raw)
-        if not may_need_parse(sql) and not self._writes_version(sql, single=True):
+        if not may_need_look(sql, self._version_tables):  # the peek's test, for split messages
             return frame.raw
         self.session.ctx.stats.statements_inspected["simple"] += 1
         text = sql.decode("utf-8", "surrogateescape")
@@ -215,7 +209,7 @@ class GuardLink:
             self._ddl_statements.pop(name, None)
         if self._version_statements:
             self._version_statements.pop(name, None)
-        if self._writes_version(sql, single=True):
+        if may_write_version(sql, self._version_tables):
             self._version_statements[name] = messages.decode_parse(frame.body)
             self._watch_batch()
             return frame.raw

@@ -276,11 +276,6 @@ def parse_names(raw: bytes) -> tuple[bytes, bytes]:
     return raw[5:name_end], raw[name_end + 1 : sql_end]
 
 
-def decode_query(body: _BUFFER) -> bytes:
-    """The SQL text of a `Query`, as bytes in the client's encoding."""
-    return Reader(body).cstring()
-
-
 @dataclass(frozen=True, slots=True)
 class Parse:
     name: bytes

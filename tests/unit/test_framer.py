@@ -93,7 +93,7 @@ def test_startup_packet_then_typed_messages_bytewise() -> None:
     assert isinstance(startup, messages.StartupMessage)
     assert startup.parameters == {"user": "alice", "database": "app"}
     assert [f.type for f in frames[1:]] == [ord("Q"), ord("P"), ord("S"), ord("X")]
-    assert messages.decode_query(frames[1].body) == b"SELECT 1; CREATE TABLE t (id int)"
+    assert messages.query_sql(frames[1].raw) == b"SELECT 1; CREATE TABLE t (id int)"
     assert passed == CLIENT_STREAM
 
 
