@@ -24,6 +24,7 @@ from proxy.ddl.classify import Statement
 from proxy.ddl.rewrite import literal
 from proxy.protocol.codes import Backend
 from proxy.protocol.framer import Frame
+from proxy.protocol.messages import decode_error_fields
 
 SWALLOW_TAG: Final = ""  # proxy_tag meaning "drop my CommandComplete"
 # Replies to the injected Parse, Bind, Execute (a CALL: CommandComplete), Close, Close.
@@ -113,7 +114,5 @@ def _drop_failed_group(frames: list[Frame], body: list[int], groups: int) -> lis
 
 
 def _is_capture_error(frame: Frame) -> bool:
-    from proxy.protocol.messages import decode_error_fields
-
     context = decode_error_fields(frame.body).get("W", "")
     return ".capture(" in context or ".note_version(" in context

@@ -67,40 +67,45 @@ def _disable(cmd: electric.ElectricDisable, schema: str) -> str:
     return f"CALL {schema}.disable({_qualified(cmd.table)}, proxy_tag => {literal(cmd.tag)})"
 
 
-def _grant(cmd: electric.ElectricGrant, schema: str) -> str:
+def _privilege_args(cmd: electric.ElectricGrant | electric.ElectricRevoke) -> str:
+    """What GRANT and REVOKE both pass: privileges, table, role, columns, scope."""
     return (
-        f"CALL {schema}.grant(privileges => {array(cmd.privileges)}, "
+        f"privileges => {array(cmd.privileges)}, "
         f"schema_name => {literal(cmd.table.schema)}, table_name => {literal(cmd.table.name)}, "
         f"role_name => {literal(_role_text(cmd.role))}, columns => {array(cmd.columns)}, "
-        f"{_scope(cmd.scope)}, using_path => {array(cmd.using)}, check_expr => {literal(cmd.check)}, "
-        f"proxy_tag => {literal(cmd.tag)})"
+        f"{_scope(cmd.scope)}"
+    )
+
+
+def _assignment_args(cmd: electric.ElectricAssign | electric.ElectricUnassign) -> str:
+    """What ASSIGN and UNASSIGN both pass: table, user column, role, scope."""
+    return (
+        f"schema_name => {literal(cmd.table.schema)}, "
+        f"table_name => {literal(cmd.table.name)}, user_column => {literal(cmd.user_column)}, "
+        f"{_role(cmd.role)}, {_scope(cmd.scope)}"
+    )
+
+
+def _grant(cmd: electric.ElectricGrant, schema: str) -> str:
+    return (
+        f"CALL {schema}.grant({_privilege_args(cmd)}, using_path => {array(cmd.using)}, "
+        f"check_expr => {literal(cmd.check)}, proxy_tag => {literal(cmd.tag)})"
     )
 
 
 def _revoke(cmd: electric.ElectricRevoke, schema: str) -> str:
-    return (
-        f"CALL {schema}.revoke(privileges => {array(cmd.privileges)}, "
-        f"schema_name => {literal(cmd.table.schema)}, table_name => {literal(cmd.table.name)}, "
-        f"role_name => {literal(_role_text(cmd.role))}, columns => {array(cmd.columns)}, "
-        f"{_scope(cmd.scope)}, proxy_tag => {literal(cmd.tag)})"
-    )
+    return f"CALL {schema}.revoke({_privilege_args(cmd)}, proxy_tag => {literal(cmd.tag)})"
 
 
 def _assign(cmd: electric.ElectricAssign, schema: str) -> str:
     return (
-        f"CALL {schema}.assign(schema_name => {literal(cmd.table.schema)}, "
-        f"table_name => {literal(cmd.table.name)}, user_column => {literal(cmd.user_column)}, "
-        f"{_role(cmd.role)}, {_scope(cmd.scope)}, if_expr => {literal(cmd.if_expr)}, "
+        f"CALL {schema}.assign({_assignment_args(cmd)}, if_expr => {literal(cmd.if_expr)}, "
         f"proxy_tag => {literal(cmd.tag)})"
     )
 
 
 def _unassign(cmd: electric.ElectricUnassign, schema: str) -> str:
-    return (
-        f"CALL {schema}.unassign(schema_name => {literal(cmd.table.schema)}, "
-        f"table_name => {literal(cmd.table.name)}, user_column => {literal(cmd.user_column)}, "
-        f"{_role(cmd.role)}, {_scope(cmd.scope)}, proxy_tag => {literal(cmd.tag)})"
-    )
+    return f"CALL {schema}.unassign({_assignment_args(cmd)}, proxy_tag => {literal(cmd.tag)})"
 
 
 def _sqlite(cmd: electric.ElectricSqlite, schema: str) -> str:
