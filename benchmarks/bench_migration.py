@@ -62,7 +62,6 @@ CATALOG_ENV: Final = "ELECTRIC_PROXY_CATALOG_DATABASES"
 GUARD_ENV: Final = "ELECTRIC_PROXY_GUARD_ENABLED"
 # The guard installs its catalog in every managed database before it logs `listening on`.
 PROXY_READY_TIMEOUT_S: Final = 300.0
-TAIL_LINES: Final = 30
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -644,17 +643,7 @@ def error_report(runs: Sequence[Run]) -> list[str]:
 def log_digest(target: Target) -> list[str]:
     if target.proxy is None:
         return []
-    try:
-        lines = target.proxy.log.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    notable = [line for line in lines if pgb._NOTABLE.search(line)]
-    out = [f"{target.display} log: {len(lines)} line(s), {len(notable)} warning/error line(s)"]
-    out.extend(f"    {line}" for line in notable[-TAIL_LINES:])
-    if target.dead() is not None:
-        out.append(f"    {target.dead()}; last lines:")
-        out.extend(f"    {line}" for line in lines[-TAIL_LINES:])
-    return out
+    return pgb.digest_log(target.display, target.proxy.log, target.dead())
 
 
 def environment_stamp(pg: EmbeddedPostgres, targets: Sequence[Target], opts: Options) -> dict[str, object]:

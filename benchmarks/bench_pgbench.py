@@ -927,18 +927,20 @@ _NOTABLE = re.compile(r"\b(WARNING|ERROR|FATAL|CRITICAL|PANIC|Traceback)\b")
 
 def log_digest(target: Target) -> list[str]:
     """Warnings and errors from a proxy/pgbouncer log, and its tail when the process died."""
-    if target.log is None:
-        return []
+    return [] if target.log is None else digest_log(target.display, target.log, target.dead())
+
+
+def digest_log(display: str, log: Path, dead: str | None) -> list[str]:
+    """A log's warning and error lines, and its last lines when its process died (`dead`)."""
     try:
-        lines = target.log.read_text(errors="replace").splitlines()
+        lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return []
     notable = [line for line in lines if _NOTABLE.search(line)]
-    out = [f"{target.display} log: {len(lines)} line(s), {len(notable)} warning/error line(s)"]
+    out = [f"{display} log: {len(lines)} line(s), {len(notable)} warning/error line(s)"]
     out.extend(f"    {line}" for line in notable[-TAIL_LINES:])
-    reason = target.dead()
-    if reason is not None:
-        out.append(f"    {reason}; last lines of {target.log.name}:")
+    if dead is not None:
+        out.append(f"    {dead}; last lines of {log.name}:")
         out.extend(f"    {line}" for line in lines[-TAIL_LINES:])
     return out
 
