@@ -1,8 +1,8 @@
-"""Reads of the migration history (schema.sql step 2) for the command line.
+"""Reads of the migration history (catalog/sql/steps/0002_history.sql) for the command line.
 
 The history is written only from inside migration transactions, by the SECURITY DEFINER
-procedures of schema.sql (`capture`, `note_version`, `migration_version`); this module only
-reads it, with a blocking psycopg connection.
+procedures of catalog/sql/routines/capture.sql (`capture`, `note_version`, `migration_version`);
+this module only reads it, with a blocking psycopg connection.
 
 Every function runs one statement in a transaction of its own (a savepoint if the caller has one
 open), with `search_path` pinned to pg_catalog for that transaction, and names every object with
@@ -19,7 +19,7 @@ several migrations carry the version (a migration re-applied after a rollback of
 the latest applied is meant.
 
 The returned dicts are JSON-ready: times are ISO 8601 strings, definitions are the JSON
-recorded by Postgres (see schema.sql, DEFINITIONS).
+recorded by Postgres (see catalog/sql/README.md, DEFINITIONS).
 """
 
 from __future__ import annotations

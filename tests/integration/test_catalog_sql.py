@@ -18,7 +18,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.errors import Diagnostic
 
 from proxy.catalog.cache import CatalogSnapshot, CatalogWatcher, Relation, load_snapshot
-from proxy.catalog.install import install, install_sync, latest_version, parse_steps
+from proxy.catalog.install import install, install_sync, latest_version
 from proxy.ddl.rules import (
     ColumnDescription,
     ConstraintDescription,
@@ -205,15 +205,6 @@ def test_install_refuses_an_open_transaction(pg: EmbeddedPostgres, db: str) -> N
         conn.execute("SELECT 1")
         with pytest.raises(CatalogError):
             install_sync(conn)
-
-
-def test_parse_steps_requires_consecutive_numbers() -> None:
-    steps = parse_steps("-- header\n-- step: 1\nA;\n-- step: 2\nB;\n")
-    assert [(s.version, s.sql.strip()) for s in steps] == [(1, "A;"), (2, "B;")]
-    with pytest.raises(CatalogError):
-        parse_steps("-- step: 1\nA;\n-- step: 3\nB;\n")
-    with pytest.raises(CatalogError):
-        parse_steps("no steps at all")
 
 
 # -- electrify ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The migration history (schema.sql step 2) against a real Postgres, and its reads (store.py).
+"""The migration history (catalog/sql: steps/0002_history.sql, routines/capture.sql) against a
+real Postgres, and its reads (store.py).
 
 As in test_catalog_sql.py, the module's database is owned by alice and the catalog installed by
 alice, as the proxy would with alice's upstream URL. The proxy's injected calls are made here by
