@@ -96,6 +96,19 @@ class CatalogSnapshot:
 
 
 EMPTY_SNAPSHOT: Final = CatalogSnapshot.build()
+# The catalog schema version that brings electric.capture and electric.guard_check.
+CAPTURE_VERSION: Final = 2
+
+
+def capture_ready(snapshot: CatalogSnapshot | None) -> bool:
+    """Whether migrations can be recorded: the catalog has its history tables."""
+    return snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
+
+
+def database_guard_active(snapshot: CatalogSnapshot | None) -> bool:
+    """Whether event triggers in the database enforce the rules on every DDL."""
+    return snapshot is not None and bool(getattr(snapshot, "database_guard", False))
+
 
 # Temporary schemas belong to single sessions and toast tables to their parents: neither is
 # anything a statement can name in a way the guard must resolve from a shared snapshot.

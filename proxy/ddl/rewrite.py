@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from proxy.ddl import electric
+from proxy.ddl.checks import Check, checks_json
 from proxy.ddl.names import QualifiedName
 from proxy.errors import GuardError
 
@@ -164,3 +165,39 @@ def marker_position(constraint: str) -> tuple[bool, int | None]:
     if constraint.startswith(prefix) and constraint[len(prefix) :].isdigit():
         return True, int(constraint[len(prefix) :])
     return False, None
+
+
+def guard_check_call(checks: Sequence[Check], schema: str = "electric", proxy_tag: str = "") -> str:
+    """The `CALL` that verifies `checks` where it runs, under the session's real state."""
+    return (
+        f"CALL {schema}.guard_check({literal(checks_json(checks))}::jsonb, proxy_tag => {literal(proxy_tag)})"
+    )
+
+
+def run_checked_call(checks: Sequence[Check], sql: str, tag: str, schema: str = "electric") -> str:
+    """One statement for a Parse: verify `checks`, then run `sql` (the client's DDL) as written,
+    and report `tag` as its command tag."""
+    return (
+        f"CALL {schema}.run_checked({literal(checks_json(checks))}::jsonb, {literal(sql)}, "
+        f"proxy_tag => {literal(tag)})"
+    )
+
+
+def unwrap_checked(fields: dict[str, str]) -> None:
+    """Turn an error or notice raised by the DDL that `run_checked` executed into the one the
+    DDL would have raised on its own: without the two context lines of our EXECUTE, and with
+    the position in the client's statement where the server reported it as internal."""
+    lines = fields.get("W", "").split("\n")
+    ours = next((i for i, line in enumerate(lines) if ".run_checked(" in line), None)
+    if ours is None:
+        return
+    start = ours - 1 if ours > 0 and lines[ours - 1].startswith("SQL statement ") else ours
+    own_error = start == 0  # raised by the statement itself, not by something it called
+    kept = lines[:start] + lines[ours + 1 :]
+    if kept:
+        fields["W"] = "\n".join(kept)
+    else:
+        fields.pop("W", None)
+    if own_error and fields.get("p", "").isdigit():
+        fields["P"] = fields.pop("p")
+        fields.pop("q", None)

@@ -9,18 +9,26 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from proxy.catalog.cache import CatalogCache
 from proxy.config import Config
-from proxy.ddl.guard import SharedOverlay
+from proxy.ddl.guard import SharedFlags
 from proxy.ddl.versions import VersionRecognizer
 from proxy.metrics import Stats
 from proxy.net.upstream import UpstreamTarget
 from proxy.protocol import scram
 
-if TYPE_CHECKING:
-    from proxy.net.session import Session
+
+class SessionLike(Protocol):
+    """What the context needs of a session: the server's drain and the state gauge."""
+
+    @property
+    def state_name(self) -> str: ...
+
+    def drain(self) -> None: ...
+
+    def terminate(self) -> None: ...
 
 
 @dataclass
@@ -51,13 +59,13 @@ class ProxyContext:
     target: UpstreamTarget
     tls: ssl.SSLContext | None
     stats: Stats = field(default_factory=Stats)
-    sessions: set[Session] = field(default_factory=set)
+    sessions: set[SessionLike] = field(default_factory=set)
     cancel_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=100, burst=200))
     proxy_keys: scram.ScramKeys | None = None
     catalog: CatalogCache | None = None
     managed_databases: frozenset[str] = frozenset()
     versions: VersionRecognizer = field(default_factory=VersionRecognizer)
-    overlays: dict[str, SharedOverlay] = field(default_factory=dict)
+    flags: dict[str, SharedFlags] = field(default_factory=dict)
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _next_id: int = 0
 
@@ -67,8 +75,8 @@ class ProxyContext:
             self.proxy_keys = scram.scram_keys(self.config.auth.password, secrets.token_bytes(16))
         self.stats.client_states = self.client_states
 
-    def shared_overlay(self, database: str) -> SharedOverlay:
-        return self.overlays.setdefault(database, SharedOverlay())
+    def shared_flags(self, database: str) -> SharedFlags:
+        return self.flags.setdefault(database, SharedFlags())
 
     def next_session_id(self) -> int:
         self._next_id += 1

@@ -1,49 +1,63 @@
 """The migration guard and the migration capture wired into one session's relay.
 
-`GuardLink` owns the frame handlers they need on both directions of a `Session`:
+`GuardLink` owns the frame handlers they need on a `Relay` (the session, seen through the
+few methods this module uses, so the two modules do not import each other):
 
-- client `Query` / `Parse` (and `Bind`, while named DDL statements exist): the prefilter, then
-  `SessionGuard.inspect`; a replacement is written instead of the client's bytes. In a simple
-  query each DDL statement is followed by its capture call and each framework version write by
-  its note; in the extended protocol the calls for a batch go just before its `Sync`, and their
-  replies are taken out of the batch's replies (`capture.drop_injected_tail`);
-- upstream `NoticeResponse` / `CommandComplete` / `ErrorResponse`, only while something is
-  expected of them: the command-tag notices of rewritten ELECTRIC statements are swallowed and
+- client `Query` / `Parse` (and `Bind`, `Execute`, `Sync` while an extended batch holds DDL or
+  version writes): the prefilter, then the text guard's `Plan`, applied here;
+- upstream `NoticeResponse` and `ErrorResponse` (rare: looked at always) and `CommandComplete`
+  (only right after a swallowed tag notice): tag notices of injected calls are swallowed and
   their tags put into the following CommandComplete; errors the proxy raised lose their
-  PL/pgSQL context and get their position back; and the transaction's outcome is followed;
-- upstream `ReadyForQuery`: at login the session's real search_path is read (one injected query
-  the client never sees); at each transaction's end the guard is told whether it committed.
+  PL/pgSQL context and get their position back;
+- upstream `ReadyForQuery`: the end of each message's work, and of each transaction.
+
+How a plan is applied:
+- simple protocol: the statements' checks go right before each statement (`guard_check`),
+  ELECTRIC statements become their calls, and one capture call follows each run of consecutive
+  DDL statements, so the record is written before any COMMIT later in the string;
+- extended protocol: a statement with checks is wrapped (`run_checked`), so the check runs at
+  every execution of a prepared statement, whatever happened between; the capture calls of a
+  batch go before its Sync, or before a simple Query that arrives first (it may COMMIT).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final, Protocol
 
-from proxy.catalog.cache import CatalogWatcher
 from proxy.ddl import capture, rewrite, versions
-from proxy.ddl.classify import Kind, Statement
-from proxy.ddl.guard import Inspection, SessionGuard
+from proxy.ddl.capture_state import MigrationState
+from proxy.ddl.classify import Statement
+from proxy.ddl.guard import Plan, SessionGuard
 from proxy.ddl.prefilter import may_need_look, may_need_parse, may_write_version
-from proxy.ddl.versions import VersionWrite
+from proxy.ddl.splice import Splice, client_position
+from proxy.ddl.versions import VersionRecognizer, VersionWrite
 from proxy.errors import ProtocolError
+from proxy.metrics import Stats
 from proxy.protocol import messages
 from proxy.protocol.codes import Backend, Frontend, TransactionStatus
 from proxy.protocol.framer import Frame
 
-if TYPE_CHECKING:
-    from proxy.net.session import Session
+FrameHandler = Callable[[Frame], bytes | None]
 
-logger = logging.getLogger(__name__)
-
-_LOGIN_QUERY: Final = "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_user()"
-_REJECT_STATEMENT: Final = b"electric_proxy_rejected"
 _CAPTURE_STATEMENT: Final = b"electric_proxy_capture"
-CAPTURE_VERSION: Final = 2  # the catalog schema version that brings electric.capture
 # ErrorResponse fields kept when the proxy's own raised error is cleaned up: PL/pgSQL adds a
 # context (W) and its source location (F, L, R), which say nothing about the client's statement.
 _CLEAN_FIELDS: Final = frozenset("SVCMDHstc")
+# Tag of the capture flushed before a simple Query inside an extended batch: its replies are
+# found again by this notice.
+_FLUSH_TAG: Final = "electric-proxy:flush"
+
+
+class Relay(Protocol):
+    """What the guard needs of the session that relays the bytes."""
+
+    def set_client_handler(self, code: int, handler: FrameHandler | None) -> None: ...
+    def set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None: ...
+    def set_client_peek(self, code: int, peek: Callable[[memoryview], bool]) -> None: ...
+    def hold_upstream(self, release: Callable[[list[Frame]], list[Frame]]) -> None: ...
+    def inject(self, sql: str, done: Callable[[list[list[bytes | None]]], None]) -> None: ...
+    def write_client(self, data: bytes) -> None: ...
 
 
 def _call_group(call: str) -> bytes:
@@ -58,383 +72,363 @@ def _call_group(call: str) -> bytes:
     )
 
 
+class ExtendedBatch:
+    """The extended protocol's objects that matter to capture, tracked as the server tracks
+    them: prepared statements holding DDL or version writes, the portals bound to them, and
+    what ran since the last Sync."""
+
+    def __init__(self) -> None:
+        self.ddl: dict[bytes, tuple[Statement, ...]] = {}  # prepared name -> its DDL
+        self.version_writes: dict[bytes, messages.Parse] = {}  # prepared name -> its Parse
+        self.portals: dict[bytes, bytes] = {}  # portal -> prepared name, for DDL statements
+        self.executed: list[Statement] = []  # transactional DDL run since the last Sync
+        self.versions: list[VersionWrite] = []  # version writes bound since the last Sync
+
+    @property
+    def tracking(self) -> bool:
+        return bool(self.ddl or self.version_writes)
+
+    def forget(self, name: bytes) -> None:
+        self.ddl.pop(name, None)
+        self.version_writes.pop(name, None)
+
+
 class GuardLink:
-    def __init__(self, session: Session, guard: SessionGuard, watcher: CatalogWatcher | None) -> None:
-        self.session = session
+    def __init__(
+        self,
+        relay: Relay,
+        guard: SessionGuard,
+        *,
+        capturing: Callable[[], bool],
+        versions: VersionRecognizer,
+        stats: Stats,
+        meta: dict[str, object],
+    ) -> None:
+        self.relay = relay
         self.guard = guard
-        self.watcher = watcher
-        self.expect_tags = 0
-        self.expect_errors = 0
-        self._pending_tag: str | None = None
-        self._failed = False
-        self._logged_in = False
-        self.meta: dict[str, object] = {}
-        self._positions: list[tuple[int, int]] = []  # (rewritten offset, shift) of the query in flight
-        self._ddl_statements: dict[bytes, tuple[Statement, ...]] = {}  # prepared name -> DDL to record
-        self._portals: dict[bytes, bytes] = {}  # portal -> prepared statement name, for those
-        self._batch: list[Statement] = []  # executed in this extended batch, to record at Sync
-        self._after_success: list[Statement] = []  # non-transactional DDL: recorded after it ran
-        self._version_statements: dict[bytes, messages.Parse] = {}  # prepared writes of version tables
-        self._batch_versions: list[VersionWrite] = []
-        self._pending_version: VersionWrite | None = None  # written before its migration (Prisma)
-        self._tx_captured = False  # this transaction already holds a capture call
-        self._watching = False  # whether N, C and E are being looked at
-        self._capturing = False
+        self.versions = versions
+        self.stats = stats
+        self.meta = meta
+        self._capturing = capturing
+        self.migration = MigrationState()
+        self.batch = ExtendedBatch()
+        self._shifts: list[tuple[int, int]] = []  # position map of the simple query in flight
+        self._pending_tag: str | None = None  # a tag notice was swallowed: its CommandComplete
+        # Tag notices can come: for the simple query in flight, and at every execution of these
+        # prepared statements. CommandComplete is watched only while one can.
+        self._query_tagged = False
+        self._tagged: set[bytes] = set()
+        self.decode: Callable[[bytes], str] = lambda raw: raw.decode("utf-8", "surrogateescape")
+        self.encode: Callable[[str], bytes] = lambda text: text.encode("utf-8", "surrogateescape")
 
     def install(self) -> None:
-        s = self.session
-        s.set_client_handler(Frontend.QUERY, self.on_query)
-        s.set_client_handler(Frontend.PARSE, self.on_parse)
-        s.set_client_peek(Frontend.QUERY, self.wants_query)
-        s.set_client_peek(Frontend.PARSE, self.wants_parse)
+        r = self.relay
+        r.set_client_handler(Frontend.QUERY, self.on_query)
+        r.set_client_handler(Frontend.PARSE, self.on_parse)
+        r.set_client_peek(Frontend.QUERY, self.wants_query)
+        r.set_client_peek(Frontend.PARSE, self.wants_parse)
+        r.set_upstream_handler(Backend.NOTICE_RESPONSE, self.on_notice)
+        r.set_upstream_handler(Backend.ERROR_RESPONSE, self.on_error)
 
-    # -- the prefilter, before any copy -----------------------------------------------------------
+    @property
+    def capturing(self) -> bool:
+        return self._capturing()
+
+    @property
+    def schema(self) -> str:
+        return self.guard.catalog_schema
+
+    # -- the prefilter, before any copy -----------------------------------------------------
 
     def wants_query(self, message: memoryview) -> bool:
-        return may_need_look(message[5:-1], self._version_tables)
+        return bool(self.batch.executed) or may_need_look(message[5:-1], self._version_tables)
 
     def wants_parse(self, message: memoryview) -> bool:
-        if self._ddl_statements or self._version_statements:
+        if self.batch.tracking or self._tagged:
             return True  # a Parse may replace a statement the capture follows
         _, sql = messages.parse_names(bytes(message))
         return may_need_look(sql, self._version_tables)
 
     @property
     def _version_tables(self) -> frozenset[bytes]:
-        return self.session.ctx.versions.table_names if self.capturing else frozenset()
+        return self.versions.table_names if self.capturing else frozenset()
 
-    # -- client side ----------------------------------------------------------------------------
+    # -- simple protocol ----------------------------------------------------------------------
 
     def on_query(self, frame: Frame) -> bytes | None:
+        flush = self._flush_batch() if self.batch.executed else b""
         sql = messages.query_sql(frame.raw)
         if not may_need_look(sql, self._version_tables):  # the peek's test, for split messages
-            return frame.raw
-        self.session.ctx.stats.statements_inspected["simple"] += 1
-        text = sql.decode("utf-8", "surrogateescape")
-        inspection = self.guard.inspect(text)
-        self._after_inspection()
-        if inspection.rejected is not None:
-            self._expect(0, True)
-            return messages.query(inspection.replacement or "")
-        replacement, tags = self._compose(text, inspection)
+            return flush + frame.raw if flush else frame.raw
+        self.stats.statements_inspected["simple"] += 1
+        text = self.decode(sql)
+        plan = self.guard.inspect(text)
+        if plan.rejected is not None:
+            self.stats.guard_rejections[plan.rejected.sqlstate] += 1
+            return flush + messages.query(self.encode(rewrite.raising_statement(plan.rejected)))
+        replacement = self._compose(text, plan)
         if replacement is None:
-            return frame.raw
-        self._expect(tags, False)
-        return messages.query(replacement)
+            return flush + frame.raw if flush else frame.raw
+        self._query_tagged = True
+        self._watch_completions()
+        return flush + messages.query(self.encode(replacement))
 
-    def _compose(self, sql: str, inspection: Inspection) -> tuple[str | None, int]:
-        """The client's string with ELECTRIC statements replaced, a capture after each DDL and a
-        version note after each version write; and how many tag notices to expect back.
-
-        Also notes how positions shift, so a server error points into the client's own text.
-        """
-        pieces: list[str] = []
-        cursor = tags = 0
-        self._positions = []
-        late = self._late(inspection.ddl)
-        for stmt in inspection.statements:
-            new, added = self._replacement(stmt, late)
-            if new is None:
-                continue
-            tags += added
-            pieces += [sql[cursor : stmt.start], new]
-            self._positions.append((sum(len(p) for p in pieces), len(new) - len(stmt.text)))
-            cursor = stmt.start + len(stmt.text)
-        if not pieces:
-            return None, 0
-        pieces.append(sql[cursor:])
-        return "".join(pieces), tags
-
-    def _replacement(self, stmt: Statement, late: bool) -> tuple[str | None, int]:
-        """What one statement becomes (None: itself) and the tag notices that adds."""
+    def _compose(self, sql: str, plan: Plan) -> str | None:
+        """The client's string with checks before statements, ELECTRIC statements replaced, one
+        capture call after each run of DDL, and a version note after each version write."""
+        splice = Splice(sql)
         capturing = self.capturing
-        notes = self._version_notes(stmt, late=late) if capturing else []
-        if notes:
-            return stmt.text + "".join("; " + note for note in notes), len(notes)
-        if not stmt.ddl:
-            return None, 0
-        new, tags = stmt.text, 0
-        if stmt.electric:
-            new, tags = rewrite.electric_call(stmt.electric, self.guard.catalog_schema), 1
-        if capturing and not stmt.transactional:
-            self._after_success.append(stmt)  # recorded once it has run, on its own
-        elif capturing:
-            new += "; " + capture.capture_call([stmt], self.meta, schema=self.guard.catalog_schema)
-            tags += 1
-            self._tx_captured = True
-            self.session.ctx.stats.statements_captured += 1
-            if self._pending_version is not None:
-                new += "; " + self._note(self._pending_version)
-                tags += 1
-                self._pending_version = None
-        return (new, tags) if new != stmt.text else (None, 0)
+        run: list[Statement] = []
+        late = self.migration.late(plan.ddl)
+        statements = plan.statements
+        for index, stmt in enumerate(statements):
+            checks = plan.checks[index] if plan.checks else ()
+            if checks:
+                splice.insert(stmt.start, rewrite.guard_check_call(checks, self.schema) + ";")
+            end = stmt.start + len(stmt.text)
+            if stmt.electric:
+                splice.replace(stmt.start, end, rewrite.electric_call(stmt.electric, self.schema))
+            after = self._version_notes(stmt, late=late) if capturing else []
+            if capturing and stmt.ddl and not stmt.transactional:
+                self.migration.after_success.append(stmt)  # recorded once it has run, on its own
+            elif capturing and stmt.ddl:
+                run.append(stmt)
+            following = statements[index + 1] if index + 1 < len(statements) else None
+            if run and (following is None or not _joins_run(following) or after):
+                after = [self._capture(run), *after]
+                run = []
+            if after:
+                # After a newline: a statement that ends in a `--` comment must not swallow it.
+                splice.insert(end, "".join("\n;" + call for call in after))
+        self._shifts = splice.shifts
+        return splice.result()
+
+    def _capture(self, statements: list[Statement], proxy_tag: str | None = capture.SWALLOW_TAG) -> str:
+        call = capture.capture_call(statements, self.meta, schema=self.schema, proxy_tag=proxy_tag)
+        self.stats.statements_captured += len(statements)
+        calls = [call]
+        pending = self.migration.captured()
+        if pending is not None:
+            calls.append(self._note(pending, proxy_tag))
+        return "\n;".join(calls)
 
     def _version_notes(self, stmt: Statement, *, late: bool) -> list[str]:
         """note_version calls for a statement that writes a framework's version table."""
-        if stmt.kind not in (Kind.DML, Kind.OTHER):
+        if stmt.ddl or stmt.electric:
             return []
         calls = []
-        for write in self.session.ctx.versions.from_sql(stmt.text):
-            if write.version == versions.ALL_VERSIONS:
-                continue  # TRUNCATE or DELETE of every row: no version to record
-            if self._before_ddl(write) and not self._tx_captured:
-                self._pending_version = write  # labels the next migration of this session
-            else:
-                calls.append(self._note(write, late=late))
+        for write in self.versions.from_sql(stmt.text):
+            if self.migration.hold(write):
+                continue  # labels the next migration of this session
+            calls.append(self._note(write, late=late))
         return calls
 
     def _note(
         self, write: VersionWrite, proxy_tag: str | None = capture.SWALLOW_TAG, *, late: bool = False
     ) -> str:
         version = write.version if write.action == "apply" else f"{write.version} (reverted)"
-        schema = self.guard.catalog_schema
         return capture.note_version_call(
-            write.framework, version, schema=schema, proxy_tag=proxy_tag, late=late
+            write.framework, version, schema=self.schema, proxy_tag=proxy_tag, late=late
         )
 
-    def _late(self, ddl_alongside: bool) -> bool:
-        """A version written in a transaction without DDL of its own belongs to the migration
-        that committed just before on this session (Django records an unapply after its
-        transaction); one written with or after DDL belongs to that DDL's transaction."""
-        return not (ddl_alongside or self._tx_captured)
-
-    @staticmethod
-    def _before_ddl(write: VersionWrite) -> bool:
-        """Written before its migration runs: Prisma's row, golang-migrate's dirty mark."""
-        return write.before_ddl or bool(write.dirty)
+    # -- extended protocol --------------------------------------------------------------------
 
     def on_parse(self, frame: Frame) -> bytes | None:
         name, sql = messages.parse_names(frame.raw)
-        if self._ddl_statements:
-            self._ddl_statements.pop(name, None)
-        if self._version_statements:
-            self._version_statements.pop(name, None)
+        batch = self.batch
+        if batch.tracking:
+            batch.forget(name)
+        if name in self._tagged:
+            self._tagged.discard(name)
+            self._watch_completions()
         if may_write_version(sql, self._version_tables):
-            self._version_statements[name] = messages.decode_parse(frame.body)
+            batch.version_writes[name] = messages.decode_parse(frame.body)
             self._watch_batch()
             return frame.raw
         if not may_need_parse(sql):
             return frame.raw
         parse = messages.decode_parse(frame.body)
-        self.session.ctx.stats.statements_inspected["extended"] += 1
-        text = parse.query.decode("utf-8", "surrogateescape")
-        inspection = self.guard.inspect(text, name=parse.name or None)
-        if inspection.rejected is None and inspection.ddl and self.capturing:
-            self._ddl_statements[parse.name] = tuple(s for s in inspection.statements if s.ddl)
+        self.stats.statements_inspected["extended"] += 1
+        text = self.decode(parse.query)
+        plan = self.guard.inspect(text)
+        if plan.rejected is not None:
+            self.stats.guard_rejections[plan.rejected.sqlstate] += 1
+            return self._reparse(parse, rewrite.raising_statement(plan.rejected))
+        if plan.ddl and self.capturing:
+            batch.ddl[parse.name] = tuple(s for s in plan.statements if s.ddl)
             self._watch_batch()
-        self._after_inspection()
-        if inspection.replacement is None:
+        replacement = self._wrapped(text, plan)
+        if replacement is None:
             return frame.raw
-        self._expect(inspection.tags, inspection.rejected is not None)
-        sql = inspection.replacement.encode("utf-8", "surrogateescape")
-        return messages.encode_parse(parse.name, sql, parse.param_types)
+        self._tagged.add(parse.name)
+        self._watch_completions()
+        return self._reparse(parse, replacement)
+
+    def _wrapped(self, text: str, plan: Plan) -> str | None:
+        """A Parse holds one statement: an ELECTRIC call, or DDL run behind its checks."""
+        if len(plan.statements) != 1:
+            return None  # Postgres refuses several statements in a Parse itself
+        stmt = plan.statements[0]
+        if stmt.electric:
+            return rewrite.electric_call(stmt.electric, self.schema)
+        if plan.checks and plan.checks[0]:
+            return rewrite.run_checked_call(plan.checks[0], stmt.text, stmt.tag, self.schema)
+        return None
+
+    def _reparse(self, parse: messages.Parse, sql: str) -> bytes:
+        return messages.encode_parse(parse.name, self.encode(sql), parse.param_types)
+
+    def _watch_batch(self) -> None:
+        """Follow Bind/Execute/Sync while some prepared statement holds DDL or a version write."""
+        r = self.relay
+        r.set_client_handler(Frontend.BIND, self.on_bind)
+        r.set_client_handler(Frontend.EXECUTE, self.on_execute)
+        r.set_client_handler(Frontend.SYNC, self.on_sync)
 
     def on_bind(self, frame: Frame) -> bytes | None:
-        """A named DDL statement executed again is judged again: its tables may have changed."""
         target = messages.decode_bind_target(frame.body)
-        version_parse = self._version_statements.get(target.statement)
+        batch = self.batch
+        version_parse = batch.version_writes.get(target.statement)
         if version_parse is not None:
             self._bind_version(version_parse, frame)
-        if target.statement in self._ddl_statements:
-            self._portals[target.portal] = target.statement
+        if target.statement in batch.ddl:
+            batch.portals[target.portal] = target.statement
         else:
-            self._portals.pop(target.portal, None)
-        error = self.guard.recheck(target.statement) if target.statement else None
-        if error is None:
-            return frame.raw
-        self._expect(0, True)
-        sql = rewrite.raising_statement(error).encode()
-        return messages.encode_parse(_REJECT_STATEMENT, sql) + messages.encode_bind(
-            target.portal, _REJECT_STATEMENT
-        )
-
-    @property
-    def capturing(self) -> bool:
-        """Record migrations once the database's catalog has the history tables (for good:
-        an installed catalog version never goes back)."""
-        if not self._capturing:
-            snapshot = self.watcher.snapshot if self.watcher is not None else None
-            self._capturing = snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
-        return self._capturing
+            batch.portals.pop(target.portal, None)
+        return frame.raw
 
     def _bind_version(self, parse: messages.Parse, frame: Frame) -> None:
         try:
             bind = versions.decode_bind(frame.body)
         except ProtocolError:
             return  # Postgres will refuse the Bind itself
-        sql = parse.query.decode("utf-8", "surrogateescape")
-        writes = self.session.ctx.versions.from_statement(
-            sql, bind.params, bind.param_formats, parse.param_types
-        )
-        for write in writes:
-            if write.version == versions.ALL_VERSIONS:
-                continue  # TRUNCATE or DELETE of every row: no version to record
-            if self._before_ddl(write) and not self._tx_captured:
-                self._pending_version = write
-            else:
-                self._batch_versions.append(write)
-
-    def _watch_batch(self) -> None:
-        """Follow Bind/Execute/Sync while some prepared statement holds DDL to record."""
-        s = self.session
-        s.set_client_handler(Frontend.BIND, self.on_bind)
-        s.set_client_handler(Frontend.EXECUTE, self.on_execute)
-        s.set_client_handler(Frontend.SYNC, self.on_sync)
+        sql = self.decode(parse.query)
+        for write in self.versions.from_statement(sql, bind.params, bind.param_formats, parse.param_types):
+            if write.version == versions.ALL_VERSIONS or self.migration.hold(write):
+                continue
+            self.batch.versions.append(write)
 
     def on_execute(self, frame: Frame) -> bytes | None:
         portal = messages.Reader(frame.body).cstring()
-        statement = self._portals.get(portal)
+        statement = self.batch.portals.get(portal)
         if statement is not None:
-            for stmt in self._ddl_statements.get(statement, ()):
-                (self._batch if stmt.transactional else self._after_success).append(stmt)
+            for stmt in self.batch.ddl.get(statement, ()):
+                (self.batch.executed if stmt.transactional else self.migration.after_success).append(stmt)
         return frame.raw
 
     def on_sync(self, frame: Frame) -> bytes | None:
         """Record this batch's DDL in its own transaction: the calls go just before Sync."""
-        schema = self.guard.catalog_schema
-        calls: list[str] = []
-        if self._batch:
-            calls.append(capture.capture_call(self._batch, self.meta, schema=schema, proxy_tag=None))
-            self.session.ctx.stats.statements_captured += len(self._batch)
-            self._tx_captured = True
-            if self._pending_version is not None:
-                self._batch_versions.append(self._pending_version)
-                self._pending_version = None
-        late = self._late(bool(calls))
-        for write in self._batch_versions:
-            calls.append(self._note(write, proxy_tag=None, late=late))
-        self._batch, self._batch_versions = [], []
+        calls = self._batch_calls()
         if not calls:
             return frame.raw
-        self.session.hold_upstream(capture.injected_tail_dropper(len(calls)))
+        self.relay.hold_upstream(capture.injected_tail_dropper(len(calls)))
         return b"".join(_call_group(call) for call in calls) + frame.raw
 
-    def _after_inspection(self) -> None:
-        if self.guard.prepared:
-            self.session.set_client_handler(Frontend.BIND, self.on_bind)
-        self._refresh_upstream()
+    def _batch_calls(self, proxy_tag: str | None = None) -> list[str]:
+        batch = self.batch
+        calls: list[str] = []
+        if batch.executed:
+            calls.append(self._capture(batch.executed, proxy_tag))
+        late = self.migration.late(bool(calls))
+        calls += [self._note(write, proxy_tag=proxy_tag, late=late) for write in batch.versions]
+        batch.executed, batch.versions = [], []
+        return calls
 
-    def _expect(self, tags: int, error: bool) -> None:
-        self.expect_tags += tags
-        self.expect_errors += int(error)
-        self._refresh_upstream()
+    def _flush_batch(self) -> bytes:
+        """A simple Query inside an unsynced batch may end its transaction (`COMMIT`): record
+        the batch's DDL first. The group's replies are found again by its own tag notice."""
+        calls = self._batch_calls(proxy_tag=_FLUSH_TAG)
+        self.relay.hold_upstream(_drop_flushed)
+        return b"".join(_call_group(call) for call in calls)
 
     # -- upstream side --------------------------------------------------------------------------
 
-    def _refresh_upstream(self) -> None:
-        """Look at notices, completions and errors only while something depends on them."""
-        watching = bool(self.expect_tags or self.expect_errors or self._pending_tag or self.guard.in_flight)
-        if watching is self._watching:
-            return  # ReadyForQuery calls this on every query: change nothing when nothing changed
-        self._watching = watching
-        s = self.session
-        s.set_upstream_handler(Backend.NOTICE_RESPONSE, self.on_notice if watching else None)
-        s.set_upstream_handler(Backend.COMMAND_COMPLETE, self.on_complete if watching else None)
-        s.set_upstream_handler(Backend.ERROR_RESPONSE, self.on_error if watching else None)
-
     def on_notice(self, frame: Frame) -> bytes | None:
-        if self.expect_tags:
-            fields = messages.decode_error_fields(frame.body)
-            if fields.get("C") == rewrite.TAG_SQLSTATE:
-                self.expect_tags -= 1
-                self._pending_tag = fields.get("M", "")
-                return None
-        return frame.raw
+        fields = messages.decode_error_fields(frame.body)
+        if fields.get("C") != rewrite.TAG_SQLSTATE:
+            if _unwrap(fields):
+                return messages.encode_error_fields(fields, code=Backend.NOTICE_RESPONSE)
+            return frame.raw
+        self._pending_tag = fields.get("M", "")
+        return None
+
+    def _watch_completions(self) -> None:
+        watching = self._query_tagged or bool(self._tagged) or self._pending_tag is not None
+        self.relay.set_upstream_handler(Backend.COMMAND_COMPLETE, self.on_complete if watching else None)
 
     def on_complete(self, frame: Frame) -> bytes | None:
-        if self._pending_tag is not None:
-            tag, self._pending_tag = self._pending_tag, None
-            self._refresh_upstream()
-            return messages.command_complete(tag) if tag != capture.SWALLOW_TAG else None
-        if messages.decode_command_tag(frame.body) == "ROLLBACK":
-            self._failed = True
-        return frame.raw
+        tag, self._pending_tag = self._pending_tag, None
+        if tag is None:
+            return frame.raw
+        return messages.command_complete(tag) if tag != capture.SWALLOW_TAG else None
 
     def on_error(self, frame: Frame) -> bytes | None:
-        self._failed = True
+        self.migration.failed()
         self._pending_tag = None
-        self._after_success.clear()
-        if not self.expect_errors:
-            return self._client_position(frame)
         fields = messages.decode_error_fields(frame.body)
         ours, position = rewrite.marker_position(fields.get("n", ""))
-        if not ours:
-            return frame.raw
-        self.expect_errors -= 1
-        self.session.ctx.stats.guard_rejections[fields.get("C", "")] += 1
-        clean = {k: v for k, v in fields.items() if k in _CLEAN_FIELDS}
-        if position is not None:
-            clean["P"] = str(position)
-        return messages.encode_error_fields(clean)
-
-    def _client_position(self, frame: Frame) -> bytes | None:
-        """An error in a string the proxy lengthened: point into the client's own text."""
-        if not self._positions:
-            return frame.raw
-        fields = messages.decode_error_fields(frame.body)
-        position = fields.get("P", "")
-        if not position.isdigit():
-            return frame.raw
-        offset = int(position)
-        shift = sum(s for at, s in self._positions if at < offset)
-        fields["P"] = str(max(1, offset - shift))
-        return messages.encode_error_fields(fields)
+        if ours:
+            self.stats.guard_rejections[fields.get("C", "")] += 1
+            clean = {k: v for k, v in fields.items() if k in _CLEAN_FIELDS and v}
+            if position is not None:
+                clean["P"] = str(position)
+            return messages.encode_error_fields(clean)
+        changed = _unwrap(fields)
+        if self._shifts and fields.get("P", "").isdigit():
+            fields["P"] = str(client_position(self._shifts, int(fields["P"])))
+            changed = True
+        return messages.encode_error_fields(fields) if changed else frame.raw
 
     def on_ready(self, frame: Frame) -> bytes | None:
         """Called by the session for every ReadyForQuery before it is forwarded."""
-        if not self._logged_in:
-            self._logged_in = True
-            self.session.inject(_LOGIN_QUERY, lambda rows: self._learned_path(rows, frame.raw))
-            return None  # held until the login query is answered
         status = frame.raw[5]
-        if status == TransactionStatus.IDLE and not self._unsettled():
+        migration = self.migration
+        if status == TransactionStatus.IDLE and migration.settled and not self._query_tagged:
             return frame.raw  # the common case, every query: nothing to settle
-        self._positions = []
-        if status == TransactionStatus.FAILED:
-            self._failed = True
-        elif status == TransactionStatus.IDLE:
-            self._tx_captured = False
-            self._end_transaction()
-        if self._after_success and status != TransactionStatus.FAILED:
+        self._shifts = []
+        if self._query_tagged:
+            self._query_tagged = False
+            self._watch_completions()
+        migration.ready(status)
+        statements = migration.take_after_success(status)
+        if statements:
             # CREATE INDEX CONCURRENTLY and kin cannot share a transaction: record them now
             # that they succeeded, in a transaction of their own, before the client goes on.
-            statements, self._after_success = self._after_success, []
-            call = capture.capture_call(
-                statements, self.meta, schema=self.guard.catalog_schema, proxy_tag=None
-            )
-            self.session.inject(call, lambda _rows: self.session.write_client(frame.raw))
+            call = capture.capture_call(statements, self.meta, schema=self.schema, proxy_tag=None)
+            self.relay.inject(call, lambda _rows: self.relay.write_client(frame.raw))
             return None
         return frame.raw
 
-    def _unsettled(self) -> bool:
-        guard = self.guard
-        return bool(
-            self._failed
-            or self._positions
-            or self._tx_captured
-            or self._after_success
-            or guard.in_flight
-            or guard.search_path is not guard.session_path
-        )
 
-    def _learned_path(self, rows: list[list[bytes | None]], ready: bytes) -> None:
-        if rows and rows[0][0] is not None:
-            user = rows[0][1].decode() if rows[0][1] is not None else None
-            self.guard.learn_search_path(rows[0][0].decode(), user)
-        self.session.write_client(ready)
+def _unwrap(fields: dict[str, str]) -> bool:
+    """An error or notice from DDL that `run_checked` ran: made to look as if the DDL had run
+    on its own. Returns whether anything changed."""
+    if ".run_checked(" not in fields.get("W", ""):
+        return False
+    rewrite.unwrap_checked(fields)
+    return True
 
-    def _end_transaction(self) -> None:
-        committed = not self._failed
-        self._failed = False
-        generation = self.guard.end_transaction(committed)
-        if generation is not None and self.watcher is not None:
-            # Until the watcher has reloaded, every session sees these changes in the overlay.
-            task = asyncio.get_running_loop().create_task(self.watcher.refresh())
-            task.add_done_callback(lambda t: self._caught_up(t, generation))
-        self._refresh_upstream()
 
-    def _caught_up(self, task: asyncio.Task[object], generation: int) -> None:
-        if not task.cancelled() and task.exception() is None:
-            self.guard.shared.expire(generation)
-        elif not task.cancelled():
-            logger.warning("catalog refresh after a migration failed: %s", task.exception())
+def _joins_run(stmt: Statement) -> bool:
+    """Whether `stmt` may share the capture call of the DDL before it."""
+    return stmt.ddl and stmt.transactional
+
+
+def _drop_flushed(frames: list[Frame]) -> list[Frame]:
+    """Remove the replies of a flushed capture group: ParseComplete, BindComplete, the tag
+    notice, CommandComplete, CloseComplete, CloseComplete; a failed capture keeps its error."""
+    for index, frame in enumerate(frames):
+        if frame.type != Backend.NOTICE_RESPONSE:
+            continue
+        fields = messages.decode_error_fields(frame.body)
+        if fields.get("C") == rewrite.TAG_SQLSTATE and fields.get("M") == _FLUSH_TAG:
+            start, end = max(0, index - 2), index + 4
+            return frames[:start] + frames[end:]
+    # No notice: the capture failed (keep its error, drop its ParseComplete and BindComplete)
+    # or never ran (an earlier error skipped the rest of the batch).
+    errors = [i for i, f in enumerate(frames) if f.type == Backend.ERROR_RESPONSE]
+    if errors and errors[-1] >= 2:
+        last = errors[-1]
+        if [f.type for f in frames[last - 2 : last]] == [Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE]:
+            return frames[: last - 2] + frames[last:]
+    return frames

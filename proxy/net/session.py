@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, cast
 
-from proxy.catalog.cache import EMPTY_SNAPSHOT
+from proxy.catalog.cache import EMPTY_SNAPSHOT, capture_ready, database_guard_active
 from proxy.ddl.guard import SessionGuard
 from proxy.errors import AuthError, ProtocolError, ProxyError, UpstreamError
 from proxy.net import auth
@@ -271,18 +271,25 @@ class Session(asyncio.Protocol):
         guard_cfg = self.ctx.config.guard
         guard = SessionGuard(
             lambda: watcher.snapshot or EMPTY_SNAPSHOT,
-            user=user,
+            shared=self.ctx.shared_flags(database),
             catalog_schema=self.ctx.config.catalog.schema,
             do_blocks="allow" if guard_cfg.do_blocks == "allow" else "reject",
             on_parse_error="reject" if guard_cfg.on_parse_error == "reject" else "forward",
-            shared=self.ctx.shared_overlay(database),
+            database_guard=lambda: database_guard_active(watcher.snapshot),
         )
-        self.guard_link = GuardLink(self, guard, watcher)
-        self.guard_link.meta = {
+        meta: dict[str, object] = {
             "application_name": self.parameters.get("application_name", ""),
             "client_addr": self.peer,
             "proxy_instance": self.ctx.instance,
         }
+        self.guard_link = GuardLink(
+            self,
+            guard,
+            capturing=lambda: capture_ready(watcher.snapshot),
+            versions=self.ctx.versions,
+            stats=self.ctx.stats,
+            meta=meta,
+        )
         self.guard_link.install()
 
     async def _connect_upstream(self) -> None:

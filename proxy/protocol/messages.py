@@ -248,7 +248,7 @@ def decode_backend_key_data(body: _BUFFER) -> BackendKeyData:
 # Frontend messages
 
 
-def query(sql: str) -> bytes:
+def query(sql: str | bytes) -> bytes:
     return message(Frontend.QUERY, cstring(sql))
 
 
