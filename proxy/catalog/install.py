@@ -52,7 +52,7 @@ INSTALL_LOCK_KEY: Final = 0x656C_6563_7472_6963
 SCHEMA_PLACEHOLDER: Final = "@extschema@"
 # The repeatable routine files, in the order they are applied: a file may use what the files
 # before it define. A new file is one more name here.
-ROUTINES: Final = ("common", "electric", "definitions", "capture")
+ROUTINES: Final = ("common", "electric", "definitions", "capture", "check")
 
 _STEP_FILE: Final = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 # The same rule as config's `catalog.schema` validation; `pg_` names are reserved by Postgres.

@@ -164,7 +164,6 @@ class GuardLink:
         text = self.decode(sql)
         plan = self.guard.inspect(text)
         if plan.rejected is not None:
-            self.stats.guard_rejections[plan.rejected.sqlstate] += 1
             return flush + messages.query(self.encode(rewrite.raising_statement(plan.rejected)))
         replacement = self._compose(text, plan)
         if replacement is None:
@@ -252,7 +251,6 @@ class GuardLink:
         text = self.decode(parse.query)
         plan = self.guard.inspect(text)
         if plan.rejected is not None:
-            self.stats.guard_rejections[plan.rejected.sqlstate] += 1
             return self._reparse(parse, rewrite.raising_statement(plan.rejected))
         if plan.ddl and self.capturing:
             batch.ddl[parse.name] = tuple(s for s in plan.statements if s.ddl)

@@ -135,8 +135,6 @@ def test_upgrade_from_single_file_catalog(pg: EmbeddedPostgres, databases: tuple
     with connect(pg, old_db) as conn:
         install_old(conn)
         assert conn.execute("SELECT max(version) FROM electric.schema_version").fetchone() == (2,)
-        # The move changed no routine: the old install has the same bodies, owners and privileges.
-        assert state(conn, ("routine",)) == [row for row in fresh_state if row[0] == "routine"]
         conn.execute("CREATE TABLE items (id int8 PRIMARY KEY)")
         with conn.transaction():
             conn.execute("CALL electric.electrify('items')")

@@ -36,9 +36,13 @@ def kinds(guard: SessionGuard, sql: str) -> list[list[tuple[str, str | None, str
 def test_names_are_left_for_the_server_to_resolve(guard: SessionGuard) -> None:
     # No search_path in Python: `t` is whatever the server resolves it to when it runs.
     assert kinds(guard, "ALTER TABLE t DROP COLUMN v") == [[("relation", None, "t", "EX010")]]
-    assert kinds(guard, "DROP TABLE a, s.b") == [[("relation", None, "a", "EX004"), ("relation", "s", "b", "EX004")]]
+    assert kinds(guard, "DROP TABLE a, s.b") == [
+        [("relation", None, "a", "EX004"), ("relation", "s", "b", "EX004")]
+    ]
     assert kinds(guard, "DROP SCHEMA s CASCADE") == [[("schema", None, "s", "EX004")]]
-    assert kinds(guard, "ALTER INDEX i RENAME TO j") == [[("index", None, "i", "EX003"), ("relation", None, "i", "EX002")]]
+    assert kinds(guard, "ALTER INDEX i RENAME TO j") == [
+        [("index", None, "i", "EX003"), ("relation", None, "i", "EX002")]
+    ]
 
 
 def test_additive_changes_need_no_check(guard: SessionGuard) -> None:
