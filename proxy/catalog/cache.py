@@ -96,13 +96,18 @@ class CatalogSnapshot:
 
 
 EMPTY_SNAPSHOT: Final = CatalogSnapshot.build()
-# The catalog schema version that brings electric.capture and electric.guard_check.
-CAPTURE_VERSION: Final = 2
+CAPTURE_VERSION: Final = 2  # the catalog schema version that brings electric.capture
+CHECK_VERSION: Final = 3  # ... and the routine files, electric.guard_check among them
 
 
 def capture_ready(snapshot: CatalogSnapshot | None) -> bool:
     """Whether migrations can be recorded: the catalog has its history tables."""
     return snapshot is not None and (snapshot.version or 0) >= CAPTURE_VERSION
+
+
+def checks_ready(snapshot: CatalogSnapshot | None) -> bool:
+    """Whether the server can run the text guard's checks (electric.guard_check)."""
+    return snapshot is not None and (snapshot.version or 0) >= CHECK_VERSION
 
 
 def database_guard_active(snapshot: CatalogSnapshot | None) -> bool:

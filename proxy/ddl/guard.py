@@ -77,8 +77,12 @@ class SessionGuard:
     def electrified(self) -> bool:
         return self.shared.electrified_seen or self.view().any_electrified
 
-    def inspect(self, sql: str) -> Plan:
-        """Judge `sql`, a Query's string or a Parse's statement."""
+    def inspect(self, sql: str, *, prepared: bool = False) -> Plan:
+        """Judge `sql`, a Query's string or (`prepared`) a Parse's statement.
+
+        A prepared statement may run long after it was parsed, when tables that were plain
+        then are electrified: its checks are always computed, and run at every execution.
+        """
         statements = tuple(classify(sql))
         for stmt in statements:
             if isinstance(stmt.electric, electric.ElectricEnable):
@@ -86,7 +90,7 @@ class SessionGuard:
         error = self._refusal(statements)
         if error is not None:
             return Plan(statements, rejected=error)
-        if self.database_guard() or not self.electrified():
+        if self.database_guard() or not (prepared or self.electrified()):
             return Plan(statements, tuple(() for _ in statements))
         return Plan(statements, tuple(conditional_checks(s) for s in statements))
 

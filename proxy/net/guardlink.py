@@ -100,6 +100,7 @@ class GuardLink:
         guard: SessionGuard,
         *,
         capturing: Callable[[], bool],
+        checking: Callable[[], bool],
         versions: VersionRecognizer,
         stats: Stats,
         meta: dict[str, object],
@@ -110,6 +111,7 @@ class GuardLink:
         self.stats = stats
         self.meta = meta
         self._capturing = capturing
+        self._checking = checking
         self.migration = MigrationState()
         self.batch = ExtendedBatch()
         self._shifts: list[tuple[int, int]] = []  # position map of the simple query in flight
@@ -133,6 +135,11 @@ class GuardLink:
     @property
     def capturing(self) -> bool:
         return self._capturing()
+
+    @property
+    def checking(self) -> bool:
+        """Whether the catalog has the procedures that run the text guard's checks."""
+        return self._checking()
 
     @property
     def schema(self) -> str:
@@ -181,7 +188,7 @@ class GuardLink:
         late = self.migration.late(plan.ddl)
         statements = plan.statements
         for index, stmt in enumerate(statements):
-            checks = plan.checks[index] if plan.checks else ()
+            checks = plan.checks[index] if plan.checks and self.checking else ()
             if checks:
                 splice.insert(stmt.start, rewrite.guard_check_call(checks, self.schema) + ";")
             end = stmt.start + len(stmt.text)
@@ -249,7 +256,7 @@ class GuardLink:
         parse = messages.decode_parse(frame.body)
         self.stats.statements_inspected["extended"] += 1
         text = self.decode(parse.query)
-        plan = self.guard.inspect(text)
+        plan = self.guard.inspect(text, prepared=True)
         if plan.rejected is not None:
             return self._reparse(parse, rewrite.raising_statement(plan.rejected))
         if plan.ddl and self.capturing:
@@ -269,7 +276,7 @@ class GuardLink:
         stmt = plan.statements[0]
         if stmt.electric:
             return rewrite.electric_call(stmt.electric, self.schema)
-        if plan.checks and plan.checks[0]:
+        if plan.checks and plan.checks[0] and stmt.transactional and self.checking:
             return rewrite.run_checked_call(plan.checks[0], stmt.text, stmt.tag, self.schema)
         return None
 

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, cast
 
-from proxy.catalog.cache import EMPTY_SNAPSHOT, capture_ready, database_guard_active
+from proxy.catalog.cache import EMPTY_SNAPSHOT, capture_ready, checks_ready, database_guard_active
 from proxy.ddl.guard import SessionGuard
 from proxy.errors import AuthError, ProtocolError, ProxyError, UpstreamError
 from proxy.net import auth
@@ -286,6 +286,7 @@ class Session(asyncio.Protocol):
             self,
             guard,
             capturing=lambda: capture_ready(watcher.snapshot),
+            checking=lambda: checks_ready(watcher.snapshot),
             versions=self.ctx.versions,
             stats=self.ctx.stats,
             meta=meta,

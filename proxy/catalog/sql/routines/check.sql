@@ -44,8 +44,8 @@ BEGIN
 END
 $$;
 
--- The error of the first check that hits an electrified table, raised.
-CREATE OR REPLACE PROCEDURE @extschema@._guard_raise(checks jsonb, resolved oid[])
+-- The error of the first check that hits an electrified table, raised; else the tag notice.
+CREATE OR REPLACE PROCEDURE @extschema@._guard_raise(checks jsonb, resolved oid[], proxy_tag text DEFAULT NULL)
     LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -95,6 +95,7 @@ BEGIN
             COLUMN = coalesce(err->>'c', ''),
             CONSTRAINT = 'electric-proxy';
     END LOOP;
+    PERFORM @extschema@._proxy_tag(proxy_tag);
 END
 $$;
 
@@ -113,8 +114,7 @@ CREATE OR REPLACE PROCEDURE @extschema@.guard_check(checks jsonb, proxy_tag text
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    CALL @extschema@._guard_raise(checks, @extschema@._guard_resolve(checks));
-    PERFORM @extschema@._proxy_tag(proxy_tag);
+    CALL @extschema@._guard_raise(checks, @extschema@._guard_resolve(checks), proxy_tag);
 END
 $$;
 
@@ -124,12 +124,12 @@ AS $$
 BEGIN
     CALL @extschema@._guard_raise(checks, @extschema@._guard_resolve(checks));
     EXECUTE statement;
-    PERFORM @extschema@._proxy_tag(proxy_tag);
+    CALL @extschema@._guard_raise('[]', ARRAY[]::pg_catalog.oid[], proxy_tag);  -- the tag, as the definer
 END
 $$;
 
 REVOKE ALL ON FUNCTION @extschema@._guard_fill(text, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._guard_resolve(jsonb) TO PUBLIC;
-GRANT EXECUTE ON PROCEDURE @extschema@._guard_raise(jsonb, oid[]) TO PUBLIC;
+GRANT EXECUTE ON PROCEDURE @extschema@._guard_raise(jsonb, oid[], text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE @extschema@.guard_check(jsonb, text) TO PUBLIC;
 GRANT EXECUTE ON PROCEDURE @extschema@.run_checked(jsonb, text, text) TO PUBLIC;
