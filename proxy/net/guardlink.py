@@ -22,11 +22,13 @@ How a plan is applied:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Final, Protocol
 
 from proxy.ddl import capture, rewrite, versions
 from proxy.ddl.capture_state import MigrationState
+from proxy.ddl.checks import Check
 from proxy.ddl.classify import Statement
 from proxy.ddl.guard import Plan, SessionGuard
 from proxy.ddl.prefilter import may_need_look, may_need_parse, may_write_version
@@ -40,13 +42,13 @@ from proxy.protocol.framer import Frame
 
 FrameHandler = Callable[[Frame], bytes | None]
 
-_CAPTURE_STATEMENT: Final = b"electric_proxy_capture"
+_GROUP_NAMES: Final = itertools.count()
 # ErrorResponse fields kept when the proxy's own raised error is cleaned up: PL/pgSQL adds a
 # context (W) and its source location (F, L, R), which say nothing about the client's statement.
 _CLEAN_FIELDS: Final = frozenset("SVCMDHstc")
-# Tag of the capture flushed before a simple Query inside an extended batch: its replies are
-# found again by this notice.
-_FLUSH_TAG: Final = "electric-proxy:flush"
+# Tag of call groups injected in the middle of a client's batch (a capture flushed before a
+# simple Query, a check before a Bind): their replies are found again by this notice.
+_GROUP_TAG: Final = "electric-proxy:group"
 
 
 class Relay(Protocol):
@@ -61,8 +63,12 @@ class Relay(Protocol):
 
 
 def _call_group(call: str) -> bytes:
-    """Parse/Bind/Execute/Close/Close of one injected CALL, under names of the proxy's own."""
-    name = _CAPTURE_STATEMENT
+    """Parse/Bind/Execute/Close/Close of one injected CALL, under names of the proxy's own.
+
+    A fresh name each time: when the call fails, the server skips the Closes (everything up to
+    Sync), and a reused name would then collide with the statement left behind.
+    """
+    name = b"electric_proxy_%d" % next(_GROUP_NAMES)
     return (
         messages.encode_parse(name, call.encode("utf-8", "surrogateescape"))
         + messages.encode_bind(name, name)
@@ -80,17 +86,20 @@ class ExtendedBatch:
     def __init__(self) -> None:
         self.ddl: dict[bytes, tuple[Statement, ...]] = {}  # prepared name -> its DDL
         self.version_writes: dict[bytes, messages.Parse] = {}  # prepared name -> its Parse
+        # Prepared while nothing was electrified, so not wrapped: checked before each Bind.
+        self.unchecked: dict[bytes, tuple[Check, ...]] = {}
         self.portals: dict[bytes, bytes] = {}  # portal -> prepared name, for DDL statements
         self.executed: list[Statement] = []  # transactional DDL run since the last Sync
         self.versions: list[VersionWrite] = []  # version writes bound since the last Sync
 
     @property
     def tracking(self) -> bool:
-        return bool(self.ddl or self.version_writes)
+        return bool(self.ddl or self.version_writes or self.unchecked)
 
     def forget(self, name: bytes) -> None:
         self.ddl.pop(name, None)
         self.version_writes.pop(name, None)
+        self.unchecked.pop(name, None)
 
 
 class GuardLink:
@@ -201,7 +210,7 @@ class GuardLink:
                 run.append(stmt)
             following = statements[index + 1] if index + 1 < len(statements) else None
             if run and (following is None or not _joins_run(following) or after):
-                after = [self._capture(run), *after]
+                after = [*self._capture(run), *after]
                 run = []
             if after:
                 # After a newline: a statement that ends in a `--` comment must not swallow it.
@@ -209,14 +218,12 @@ class GuardLink:
         self._shifts = splice.shifts
         return splice.result()
 
-    def _capture(self, statements: list[Statement], proxy_tag: str | None = capture.SWALLOW_TAG) -> str:
+    def _capture(self, statements: list[Statement], proxy_tag: str | None = capture.SWALLOW_TAG) -> list[str]:
+        """The capture call of `statements`, and the note of a version that waited for it."""
         call = capture.capture_call(statements, self.meta, schema=self.schema, proxy_tag=proxy_tag)
         self.stats.statements_captured += len(statements)
-        calls = [call]
         pending = self.migration.captured()
-        if pending is not None:
-            calls.append(self._note(pending, proxy_tag))
-        return "\n;".join(calls)
+        return [call] if pending is None else [call, self._note(pending, proxy_tag)]
 
     def _version_notes(self, stmt: Statement, *, late: bool) -> list[str]:
         """note_version calls for a statement that writes a framework's version table."""
@@ -262,22 +269,28 @@ class GuardLink:
         if plan.ddl and self.capturing:
             batch.ddl[parse.name] = tuple(s for s in plan.statements if s.ddl)
             self._watch_batch()
-        replacement = self._wrapped(text, plan)
+        replacement = self._wrapped(parse.name, text, plan)
         if replacement is None:
             return frame.raw
         self._tagged.add(parse.name)
         self._watch_completions()
         return self._reparse(parse, replacement)
 
-    def _wrapped(self, text: str, plan: Plan) -> str | None:
-        """A Parse holds one statement: an ELECTRIC call, or DDL run behind its checks."""
+    def _wrapped(self, name: bytes, text: str, plan: Plan) -> str | None:
+        """A Parse holds one statement: an ELECTRIC call, or DDL run behind its checks while
+        tables are electrified (otherwise its checks wait for its Binds)."""
         if len(plan.statements) != 1:
             return None  # Postgres refuses several statements in a Parse itself
         stmt = plan.statements[0]
         if stmt.electric:
             return rewrite.electric_call(stmt.electric, self.schema)
-        if plan.checks and plan.checks[0] and stmt.transactional and self.checking:
-            return rewrite.run_checked_call(plan.checks[0], stmt.text, stmt.tag, self.schema)
+        checks = plan.checks[0] if plan.checks else ()
+        if not (checks and stmt.transactional and self.checking):
+            return None
+        if self.guard.electrified():
+            return rewrite.run_checked_call(checks, text, stmt.tag, self.schema)
+        self.batch.unchecked[name] = checks
+        self._watch_batch()
         return None
 
     def _reparse(self, parse: messages.Parse, sql: str) -> bytes:
@@ -300,6 +313,12 @@ class GuardLink:
             batch.portals[target.portal] = target.statement
         else:
             batch.portals.pop(target.portal, None)
+        checks = batch.unchecked.get(target.statement)
+        if checks and self.guard.electrified():
+            # Tables were electrified since the Parse: check before this execution.
+            self.relay.hold_upstream(_drop_tagged_groups)
+            call = rewrite.guard_check_call(checks, self.schema, proxy_tag=_GROUP_TAG)
+            return _call_group(call) + frame.raw
         return frame.raw
 
     def _bind_version(self, parse: messages.Parse, frame: Frame) -> None:
@@ -333,7 +352,7 @@ class GuardLink:
         batch = self.batch
         calls: list[str] = []
         if batch.executed:
-            calls.append(self._capture(batch.executed, proxy_tag))
+            calls += self._capture(batch.executed, proxy_tag)
         late = self.migration.late(bool(calls))
         calls += [self._note(write, proxy_tag=proxy_tag, late=late) for write in batch.versions]
         batch.executed, batch.versions = [], []
@@ -342,8 +361,8 @@ class GuardLink:
     def _flush_batch(self) -> bytes:
         """A simple Query inside an unsynced batch may end its transaction (`COMMIT`): record
         the batch's DDL first. The group's replies are found again by its own tag notice."""
-        calls = self._batch_calls(proxy_tag=_FLUSH_TAG)
-        self.relay.hold_upstream(_drop_flushed)
+        calls = self._batch_calls(proxy_tag=_GROUP_TAG)
+        self.relay.hold_upstream(_drop_tagged_groups)
         return b"".join(_call_group(call) for call in calls)
 
     # -- upstream side --------------------------------------------------------------------------
@@ -419,21 +438,39 @@ def _joins_run(stmt: Statement) -> bool:
     return stmt.ddl and stmt.transactional
 
 
-def _drop_flushed(frames: list[Frame]) -> list[Frame]:
-    """Remove the replies of a flushed capture group: ParseComplete, BindComplete, the tag
-    notice, CommandComplete, CloseComplete, CloseComplete; a failed capture keeps its error."""
-    for index, frame in enumerate(frames):
-        if frame.type != Backend.NOTICE_RESPONSE:
+def _drop_tagged_groups(frames: list[Frame]) -> list[Frame]:
+    """Remove the replies of injected call groups tagged `_GROUP_TAG`: ParseComplete,
+    BindComplete, the tag notice, CommandComplete, CloseComplete, CloseComplete. A group whose
+    call failed keeps its error (the client must learn it) and loses the rest."""
+    kept: list[Frame] = []
+    index = 0
+    while index < len(frames):
+        frame = frames[index]
+        if frame.type == Backend.NOTICE_RESPONSE and _is_group_tag(frame):
+            del kept[-2:]  # its ParseComplete and BindComplete
+            index += 4  # the notice, CommandComplete, CloseComplete, CloseComplete
             continue
-        fields = messages.decode_error_fields(frame.body)
-        if fields.get("C") == rewrite.TAG_SQLSTATE and fields.get("M") == _FLUSH_TAG:
-            start, end = max(0, index - 2), index + 4
-            return frames[:start] + frames[end:]
-    # No notice: the capture failed (keep its error, drop its ParseComplete and BindComplete)
-    # or never ran (an earlier error skipped the rest of the batch).
-    errors = [i for i, f in enumerate(frames) if f.type == Backend.ERROR_RESPONSE]
-    if errors and errors[-1] >= 2:
-        last = errors[-1]
-        if [f.type for f in frames[last - 2 : last]] == [Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE]:
-            return frames[: last - 2] + frames[last:]
-    return frames
+        ours = frame.type == Backend.ERROR_RESPONSE and _raised_by_injected_call(frame)
+        if ours and [f.type for f in kept[-2:]] == _GROUP_HEAD:
+            del kept[-2:]
+        kept.append(frame)
+        index += 1
+    return kept
+
+
+_GROUP_HEAD: Final = [Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE]
+
+
+def _raised_by_injected_call(frame: Frame) -> bool:
+    fields = messages.decode_error_fields(frame.body)
+    context = fields.get("W", "")
+    return (
+        rewrite.marker_position(fields.get("n", ""))[0]
+        or ".capture(" in context
+        or ".note_version" in context
+    )
+
+
+def _is_group_tag(frame: Frame) -> bool:
+    fields = messages.decode_error_fields(frame.body)
+    return fields.get("C") == rewrite.TAG_SQLSTATE and fields.get("M") == _GROUP_TAG

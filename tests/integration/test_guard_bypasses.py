@@ -251,6 +251,32 @@ def test_unnamed_statement_rebound_after_its_table_was_electrified(
     assert columns(direct, schema) == ["id", "w", "v"]
 
 
+def test_statements_prepared_before_anything_was_electrified(
+    pg: EmbeddedPostgres, start_proxy: Callable[..., RunningProxy]
+) -> None:
+    database = f"bfresh_{next(_names)}"
+    pg.execute(f"CREATE DATABASE {database} OWNER alice")
+    url = pg.url(database, user="alice", password="alice-secret")
+    proxy = start_proxy(url + "?sslmode=disable")
+    with (
+        psycopg.connect(proxy.dsn(dbname=database), autocommit=True) as client,
+        psycopg.connect(url, autocommit=True) as direct,
+    ):
+        client.execute("CREATE TABLE t (id uuid PRIMARY KEY, v text, w text)")
+        pgconn = client.pgconn
+        pgconn.prepare(b"", b"ALTER TABLE t DROP COLUMN IF EXISTS v")
+        pgconn.prepare(b"named", b"ALTER TABLE t DROP COLUMN IF EXISTS w")
+        direct.execute("CALL electric.electrify('t')")
+        proxy.catalog_sees(lambda snap: snap.is_electrified("public", "t"), database=database)
+        for name, column in ((b"", "v"), (b"named", "w")):
+            result = pgconn.exec_prepared(name, [])
+            assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"EX010"
+            assert column.encode() in (result.error_field(psycopg.pq.DiagnosticField.MESSAGE_PRIMARY) or b"")
+        assert client.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+        assert direct.execute("SELECT count(*) FROM t").fetchone() == (0,)
+        assert columns(direct, "public") == ["id", "v", "w"]
+
+
 def test_named_statement_prepared_in_plain_times_is_checked_at_each_execution(
     client: psycopg.Connection, direct: psycopg.Connection, tables: Tables
 ) -> None:
