@@ -11,6 +11,7 @@ they exercise the text guard and the checks it sends to the server alone.
 from __future__ import annotations
 
 import itertools
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -320,3 +321,25 @@ def test_extended_ddl_then_simple_commit_before_sync(direct: psycopg.Connection,
         "SELECT count(*) FROM electric.migration_statements WHERE sql = %s",
         (f"CREATE TABLE {name} (id int)",),
     ).fetchone() == (1,)
+
+
+def test_search_path_set_by_a_function_call_message(
+    direct: psycopg.Connection, proxy: RunningProxy, tables: Tables
+) -> None:
+    wire = WireClient(proxy.host, proxy.port, user="alice", password="alice-secret", database="app")
+    try:
+        wire.send(messages.query(f"SET search_path = {tables.d}"))
+        wire.read_until(Backend.READY_FOR_QUERY)
+        # FunctionCall of set_config(text, text, bool) (OID 2078): the fast path, no SQL text.
+        args = [b"search_path", tables.s.encode(), b"false"]
+        body = struct.pack("!IhhH", 2078, 1, 0, len(args))
+        body += b"".join(struct.pack("!i", len(a)) + a for a in args) + struct.pack("!h", 0)
+        wire.send(messages.message(ord("F"), body))
+        assert Backend.ERROR_RESPONSE not in [f.type for f in wire.read_until(Backend.READY_FOR_QUERY)]
+        wire.send(messages.query("ALTER TABLE t DROP COLUMN v"))
+        replies = wire.read_until(Backend.READY_FOR_QUERY)
+        errors = [messages.decode_error_fields(f.body) for f in replies if f.type == Backend.ERROR_RESPONSE]
+        assert [e["C"] for e in errors] == ["EX010"]
+    finally:
+        wire.close()
+    assert columns(direct, tables.s) == ["id", "v"]
