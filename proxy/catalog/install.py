@@ -29,12 +29,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import sql
@@ -52,7 +52,10 @@ INSTALL_LOCK_KEY: Final = 0x656C_6563_7472_6963
 SCHEMA_PLACEHOLDER: Final = "@extschema@"
 # The repeatable routine files, in the order they are applied: a file may use what the files
 # before it define. A new file is one more name here.
-ROUTINES: Final = ("common", "electric", "definitions", "capture", "check")
+ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit")
+# The NOLOGIN role that owns the catalog when the installing role may set one up (config
+# `catalog.owner_role`; see `ownership_mode` and sql/README.md, SECURITY MODEL).
+DEFAULT_OWNER_ROLE: Final = "electric_owner"
 
 _STEP_FILE: Final = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 # The same rule as config's `catalog.schema` validation; `pg_` names are reserved by Postgres.
@@ -141,14 +144,23 @@ def check_schema_name(schema: str) -> None:
         )
 
 
-async def install(conn: psycopg.AsyncConnection[Any], schema: str = DEFAULT_SCHEMA) -> int:
+async def install(
+    conn: psycopg.AsyncConnection[Any],
+    schema: str = DEFAULT_SCHEMA,
+    *,
+    owner: str | None = None,
+    app_roles: Iterable[str] = (),
+) -> int:
     """Bring the catalog in `conn`'s database up to date; return the installed step version.
 
-    Runs in its own transaction, committed before returning: `conn` must not be inside one.
+    With `owner`, the catalog is then handed to that role where `conn`'s role may set it up
+    (`ownership_mode`); `app_roles`, the roles the application connects as, may read the
+    catalog's tables. Runs in its own transaction, committed before returning: `conn` must not
+    be inside one.
     """
     check_schema_name(schema)
     _require_idle(conn.info.transaction_status)
-    plan = _plan(schema)
+    plan = _plan(schema, owner, tuple(app_roles))
     async with conn.transaction():
         try:
             request = next(plan)
@@ -160,11 +172,17 @@ async def install(conn: psycopg.AsyncConnection[Any], schema: str = DEFAULT_SCHE
     return version
 
 
-def install_sync(conn: psycopg.Connection[Any], schema: str = DEFAULT_SCHEMA) -> int:
+def install_sync(
+    conn: psycopg.Connection[Any],
+    schema: str = DEFAULT_SCHEMA,
+    *,
+    owner: str | None = None,
+    app_roles: Iterable[str] = (),
+) -> int:
     """`install` for a blocking connection (the CLI)."""
     check_schema_name(schema)
     _require_idle(conn.info.transaction_status)
-    plan = _plan(schema)
+    plan = _plan(schema, owner, tuple(app_roles))
     with conn.transaction():
         try:
             request = next(plan)
@@ -184,14 +202,15 @@ Rows = list[tuple[Any, ...]]
 @dataclass(frozen=True, slots=True)
 class _Request:
     query: bytes | sql.Composed
-    params: tuple[Any, ...] | None = None  # None: sent as a script (simple query protocol)
+    # None: sent as a script (simple query protocol)
+    params: tuple[Any, ...] | Mapping[str, Any] | None = None
     fetch: bool = False  # whether the plan wants the rows back
 
 
 Plan = Generator[_Request, Rows, int]
 
 
-def _plan(schema: str) -> Plan:
+def _plan(schema: str, owner: str | None = None, app_roles: tuple[str, ...] = ()) -> Plan:
     steps = schema_steps()
     latest = steps[-1].version
     yield _Request(_PREPARE)
@@ -214,6 +233,8 @@ def _plan(schema: str) -> Plan:
     applied = yield from _apply_routines(schema)
     if applied:
         logger.info("catalog schema %s: routines applied: %s", schema, ", ".join(applied))
+    if owner is not None:
+        yield from _hand_over(schema, owner, app_roles)
     return latest
 
 
@@ -261,3 +282,172 @@ def _record_routine_query(table: sql.Identifier) -> sql.Composed:
         "INSERT INTO {} (name, checksum) VALUES (%s, %s)"
         " ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = excluded.applied_at"
     ).format(table)
+
+
+# -- ownership: a catalog the application cannot rewrite (sql/README.md, SECURITY MODEL) -----
+
+
+@dataclass(frozen=True, slots=True)
+class Installer:
+    """What the installing role may do about the owner role, read from the server."""
+
+    role: str
+    superuser: bool
+    createrole: bool
+    owner_exists: bool
+    acts_as_owner: bool  # has the owner's privileges (pg_has_role USAGE)
+
+
+OwnershipMode = Literal["create", "adopt"]
+
+
+def ownership_mode(installer: Installer, owner: str, app_roles: Iterable[str]) -> OwnershipMode | None:
+    """How the installer can make `owner` own the catalog: create the role first, adopt the
+    existing one, or not at all (None: the catalog stays the installer's, as before).
+
+    CREATEROLE is enough only when the installer is not an application role: since Postgres 16
+    the creator of a role holds ADMIN OPTION on it, and before 16 CREATEROLE may grant any
+    non-superuser role to anyone, itself included. Either way the application could make itself
+    a member of the owner it created.
+    """
+    if installer.role == owner:
+        return None
+    if installer.superuser:
+        return "adopt" if installer.owner_exists else "create"
+    if installer.owner_exists:
+        return "adopt" if installer.acts_as_owner else None
+    if installer.createrole and installer.role not in set(app_roles):
+        return "create"
+    return None
+
+
+_INSTALLER_FACTS: Final = b"""
+SELECT current_user::text, r.rolsuper, r.rolcreaterole, o.oid IS NOT NULL,
+       COALESCE(pg_catalog.pg_has_role(current_user, o.oid, 'USAGE'), false),
+       pg_catalog.current_setting('server_version_num')::int
+  FROM pg_catalog.pg_roles r
+  LEFT JOIN pg_catalog.pg_roles o ON o.rolname = %s
+ WHERE r.rolname = current_user
+"""
+
+# Objects of the schema not owned by the owner yet, as ALTER ... OWNER TO wants them named
+# (regclass and regprocedure print qualified and quoted under the install's search_path).
+# Sequences of identity and serial columns follow their table.
+_FOREIGN_OWNED: Final = b"""
+SELECT 'SCHEMA', pg_catalog.quote_ident(n.nspname)
+  FROM pg_catalog.pg_namespace n
+ WHERE n.nspname = %(schema)s AND n.nspowner <> %(owner)s::regrole
+UNION ALL
+SELECT 'TABLE', c.oid::regclass::text
+  FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND c.relowner <> %(owner)s::regrole
+UNION ALL
+SELECT 'SEQUENCE', c.oid::regclass::text
+  FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind = 'S' AND c.relowner <> %(owner)s::regrole
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype IN ('a', 'i'))
+UNION ALL
+SELECT 'ROUTINE', p.oid::regprocedure::text
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace = %(schema)s::regnamespace AND p.proowner <> %(owner)s::regrole
+"""
+
+# Roles other than the owner holding a privilege that writes: on tables anything but SELECT
+# (and MAINTAIN, which changes no content), on sequences USAGE or UPDATE (nextval, setval), on
+# the schema CREATE. PUBLIC is grantee 0.
+_WRITERS: Final = b"""
+SELECT DISTINCT x.what, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+  FROM (
+    SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCES' ELSE 'TABLES' END AS what, a.grantee
+      FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+     WHERE c.relnamespace = %(schema)s::regnamespace AND a.privilege_type NOT IN ('SELECT', 'MAINTAIN')
+    UNION ALL
+    SELECT 'SCHEMA', a.grantee
+      FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
+     WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'
+  ) x
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = x.grantee
+ WHERE x.grantee <> %(owner)s::regrole
+"""
+_REVOKES: Final = {
+    "TABLES": "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"
+    " ON ALL TABLES IN SCHEMA {} FROM {}",
+    "SEQUENCES": "REVOKE USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA {} FROM {}",
+    "SCHEMA": "REVOKE CREATE ON SCHEMA {} FROM {}",
+}
+
+# Whether a role lacks SELECT on some table of the catalog (GRANT rewrites the ACL even when
+# nothing changes: skip it when there is nothing to grant).
+_MAY_NOT_READ: Final = b"""
+SELECT COALESCE(pg_catalog.bool_or(NOT pg_catalog.has_table_privilege(%(role)s, c.oid, 'SELECT')), false)
+  FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind IN ('r', 'p')
+"""
+
+
+def _hand_over(schema: str, owner: str, app_roles: tuple[str, ...]) -> Generator[_Request, Rows, None]:
+    """Make `owner` own the schema and everything in it, where the installer may; writes closed
+    to everyone else; the application roles may read."""
+    check_schema_name(owner)  # the same shape as a schema name: a bare lower-case identifier
+    rows = yield _Request(_INSTALLER_FACTS, (owner,), fetch=True)
+    role, superuser, createrole, owner_exists, acts_as_owner, server_version = rows[0]
+    installer = Installer(role, superuser, createrole, owner_exists, acts_as_owner)
+    mode = ownership_mode(installer, owner, app_roles)
+    if mode is None:
+        return
+    if mode == "create":
+        yield from _create_owner(owner, superuser=superuser, server_version=server_version)
+    names = {"schema": schema, "owner": owner}
+    for kind, name in (yield _Request(_FOREIGN_OWNED, names, fetch=True)):
+        yield _Request(
+            sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kind), sql.SQL(name), sql.Identifier(owner))
+        )
+    for what, grantee in (yield _Request(_WRITERS, names, fetch=True)):
+        yield _Request(sql.SQL(_REVOKES[what]).format(sql.Identifier(schema), sql.SQL(grantee)))
+    for app_role in app_roles:
+        lacking = yield _Request(_MAY_NOT_READ, {"role": app_role, "schema": schema}, fetch=True)
+        if lacking[0][0]:
+            yield _Request(
+                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(app_role)
+                )
+            )
+    logger.info("catalog schema %s is owned by role %s", schema, owner)
+
+
+def _create_owner(owner: str, *, superuser: bool, server_version: int) -> Generator[_Request, Rows, None]:
+    yield _Request(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(owner)))
+    if superuser:
+        return
+    # A CREATEROLE installer must be able to act as the owner to hand it the objects. From 16 it
+    # holds ADMIN OPTION on the role it created, but neither INHERIT nor SET by default.
+    options = " WITH INHERIT TRUE, SET TRUE" if server_version >= 160000 else ""
+    yield _Request(sql.SQL("GRANT {} TO CURRENT_USER" + options).format(sql.Identifier(owner)))
+
+
+_REWRITABLE: Final = b"""
+SELECT r.rolsuper
+    OR pg_catalog.pg_has_role(n.nspowner, 'MEMBER')
+    OR pg_catalog.has_schema_privilege(n.oid, 'CREATE')
+    OR (r.rolcreaterole AND NOT o.rolsuper
+        AND pg_catalog.current_setting('server_version_num')::int < 160000)
+    OR EXISTS (SELECT FROM pg_catalog.pg_class c
+                WHERE c.relnamespace = n.oid AND c.relkind = 'r'
+                  AND pg_catalog.has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE'))
+  FROM pg_catalog.pg_namespace n
+  JOIN pg_catalog.pg_roles o ON o.oid = n.nspowner
+  JOIN pg_catalog.pg_roles r ON r.rolname = current_user
+ WHERE n.nspname = %s
+"""
+
+
+async def catalog_rewritable(conn: psycopg.AsyncConnection[Any], schema: str = DEFAULT_SCHEMA) -> bool:
+    """Whether `conn`'s role can change the catalog other than through its procedures: it is a
+    superuser, has the owner's privileges, may create in the schema or write its tables, or may
+    grant itself the owner (CREATEROLE before Postgres 16). False when there is no catalog."""
+    cursor = await conn.execute(_REWRITABLE, (schema,))
+    row = await cursor.fetchone()
+    return bool(row and row[0])

@@ -522,12 +522,14 @@ def test_electrify_in_the_same_transaction_is_linked(alice: Conn) -> None:
         alice.execute("CALL electric.migration_version('el-v1')")
         mid = current_migration(alice)
     alice.execute("CREATE TABLE el2 (id int8 PRIMARY KEY)")
-    alice.execute("CALL electric.electrify('el2')")  # no migration recorded
+    alice.execute("CALL electric.electrify('el2')")  # recorded as a direct migration of its own
+    direct = alice.execute("SELECT max(id) FROM electric.migrations WHERE version_source = 'direct'").fetchone()
 
     links = alice.execute(
         "SELECT table_name, migration_id FROM electric.electrified WHERE table_name IN ('el1', 'el2') ORDER BY 1"
     ).fetchall()
-    assert links == [("el1", mid), ("el2", None)]
+    assert direct is not None and direct[0] is not None
+    assert links == [("el1", mid), ("el2", direct[0])]
     grant = alice.execute("SELECT migration_id FROM electric.grants WHERE table_name = 'el1'").fetchone()
     assert grant == (mid,)
     assert definition(alice, mid, "public", "el1")["electrified"] is True
@@ -535,7 +537,7 @@ def test_electrify_in_the_same_transaction_is_linked(alice: Conn) -> None:
 
     tables = {(t["schema"], t["table"]): t for t in store.electrified(alice)}
     assert tables[("public", "el1")] == {"schema": "public", "table": "el1", "since_migration": "el-v1"}
-    assert tables[("public", "el2")]["since_migration"] is None
+    assert tables[("public", "el2")]["since_migration"] is not None
 
 
 # -- schema as of a version ----------------------------------------------------------------
@@ -628,7 +630,7 @@ def test_public_routines_are_exactly_the_intended_ones(alice: Conn) -> None:
     ).fetchall()
     step1 = {"electrify": 2, "disable": 2, "grant": 1, "revoke": 1, "assign": 1, "unassign": 1, "sqlite": 1}
     step1 |= {f"_{name}": 1 for name in ("electrify", "disable", "grant", "revoke", "assign", "unassign")}
-    step1 |= {"_resolve": 2, "_resolve_scope": 1}
+    step1 |= {"_resolve": 2, "_resolve_scope": 1, "_electrify_as_caller": 1}
     history = {"capture": 1, "_capture": 1, "note_version": 1, "migration_version": 1}
     history |= {"note_version_late": 1, "_note_version_late": 1, "_session_start": 1}
     checks = {"guard_check": 1, "run_checked": 1, "_guard_resolve": 1, "_guard_raise": 1}

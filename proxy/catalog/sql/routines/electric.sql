@@ -342,7 +342,12 @@ BEGIN
     -- First the change, then the remaining checks: ALTER TABLE takes the table's ACCESS EXCLUSIVE
     -- lock, so no concurrent DDL can invalidate what is checked below before we commit. A failed
     -- check rolls the change back with everything else.
-    EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', t.schema_name, t.table_name);
+    -- The public wrappers have done it as the caller (_electrify_as_caller): the definer owns
+    -- the catalog, not the table. Called directly, this procedure does it as the definer, which
+    -- works only where the definer owns the table; a definer that does not fails here.
+    IF NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = table_oid AND c.relreplident = 'f') THEN
+        EXECUTE format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', t.schema_name, t.table_name);
+    END IF;
 
     SELECT array_agg(format('%s %s', @extschema@._quoted(c.attname),
                             @extschema@._type_label(c.atttypid, c.atttypmod)) ORDER BY c.attnum)
@@ -405,6 +410,7 @@ BEGIN
     ON CONFLICT (relid) DO NOTHING;
     IF FOUND THEN
         PERFORM @extschema@._notify('electrify', table_oid, t.schema_name, t.table_name);
+        PERFORM @extschema@._audit('electrify', table_oid, t.schema_name, t.table_name);
     ELSE
         RAISE NOTICE 'table % is already electrified', label;
     END IF;
@@ -425,6 +431,7 @@ BEGIN
     DELETE FROM @extschema@.electrified e WHERE e.relid = table_oid;
     IF FOUND THEN
         PERFORM @extschema@._notify('disable', table_oid, t.schema_name, t.table_name);
+        PERFORM @extschema@._audit('disable', table_oid, t.schema_name, t.table_name);
     ELSE
         RAISE NOTICE 'table % is not electrified', @extschema@._qualified(t.schema_name, t.table_name);
     END IF;
@@ -486,6 +493,7 @@ BEGIN
             check_expr = excluded.check_expr;
     END LOOP;
     PERFORM @extschema@._notify('grant', table_oid, t.schema_name, t.table_name);
+    PERFORM @extschema@._audit('grant', table_oid, t.schema_name, t.table_name);
     PERFORM @extschema@._proxy_tag(proxy_tag);
 END
 $$;
@@ -532,6 +540,7 @@ BEGIN
        AND COALESCE(g.scope_relid, 0::oid) = COALESCE(scope_oid::oid, 0::oid)
        AND (dropped_columns IS NULL OR cardinality(g.columns) = 0);
     PERFORM @extschema@._notify('revoke', table_oid, t.schema_name, t.table_name);
+    PERFORM @extschema@._audit('revoke', table_oid, t.schema_name, t.table_name);
     PERFORM @extschema@._proxy_tag(proxy_tag);
 END
 $$;
@@ -589,6 +598,7 @@ BEGIN
         scope_table = excluded.scope_table,
         if_expr = excluded.if_expr;
     PERFORM @extschema@._notify('assign', table_oid, t.schema_name, t.table_name);
+    PERFORM @extschema@._audit('assign', table_oid, t.schema_name, t.table_name);
     PERFORM @extschema@._proxy_tag(proxy_tag);
 END
 $$;
@@ -632,7 +642,40 @@ BEGIN
        AND a.role_column IS NOT DISTINCT FROM role_col
        AND COALESCE(a.scope_relid, 0::oid) = COALESCE(scope_oid::oid, 0::oid);
     PERFORM @extschema@._notify('unassign', table_oid, t.schema_name, t.table_name);
+    PERFORM @extschema@._audit('unassign', table_oid, t.schema_name, t.table_name);
     PERFORM @extschema@._proxy_tag(proxy_tag);
+END
+$$;
+
+-- Electrify's change to the table itself, as the caller: REPLICA IDENTITY FULL needs the table's
+-- owner, and the SECURITY DEFINER procedures run as the catalog's owner (SECURITY MODEL). The
+-- wrappers pass the table through here before _electrify. SECURITY INVOKER without SET clause:
+-- every function and operator is named with its schema. A table that _electrify would refuse
+-- (not an ordinary permanent table, or one the session may not act on) is left to its errors.
+-- Already FULL: the lock alone, which keeps concurrent DDL out until commit, as the ALTER does.
+CREATE OR REPLACE FUNCTION @extschema@._electrify_as_caller(table_oid regclass)
+    RETURNS regclass
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    t record;
+BEGIN
+    SELECT n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident, c.relowner INTO t
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.oid OPERATOR(pg_catalog.=) table_oid::pg_catalog.oid;
+    IF NOT FOUND
+       OR t.relkind OPERATOR(pg_catalog.<>) 'r'
+       OR t.relpersistence OPERATOR(pg_catalog.<>) 'p'
+       OR NOT pg_catalog.pg_has_role(session_user, t.relowner, 'USAGE') THEN
+        RETURN table_oid;
+    END IF;
+    IF t.relreplident OPERATOR(pg_catalog.<>) 'f' THEN
+        EXECUTE pg_catalog.format('ALTER TABLE %I.%I REPLICA IDENTITY FULL', t.nspname, t.relname);
+    ELSE
+        EXECUTE pg_catalog.format('LOCK TABLE %I.%I IN ACCESS EXCLUSIVE MODE', t.nspname, t.relname);
+    END IF;
+    RETURN table_oid;
 END
 $$;
 
@@ -647,7 +690,7 @@ $$;
 CREATE OR REPLACE PROCEDURE @extschema@.electrify(table_name text)
     LANGUAGE sql
 AS $$
-    CALL @extschema@._electrify(@extschema@._resolve(table_name), NULL)
+    CALL @extschema@._electrify(@extschema@._electrify_as_caller(@extschema@._resolve(table_name)), NULL)
 $$;
 
 -- No default for schema_name: electrify(text, text DEFAULT ...) would make a two-argument call
@@ -655,7 +698,8 @@ $$;
 CREATE OR REPLACE PROCEDURE @extschema@.electrify(schema_name text, table_name text, proxy_tag text DEFAULT NULL)
     LANGUAGE sql
 AS $$
-    CALL @extschema@._electrify(@extschema@._resolve(schema_name, table_name), proxy_tag)
+    CALL @extschema@._electrify(
+        @extschema@._electrify_as_caller(@extschema@._resolve(schema_name, table_name)), proxy_tag)
 $$;
 
 -- ELECTRIC DISABLE t, ALTER TABLE t DISABLE ELECTRIC.
@@ -769,6 +813,7 @@ BEGIN
     END IF;
     INSERT INTO @extschema@.sqlite_statements (sql) VALUES (sql);
     PERFORM @extschema@._notify('sqlite', NULL, NULL, NULL);
+    PERFORM @extschema@._audit('sqlite', NULL, NULL, NULL);
     PERFORM @extschema@._proxy_tag(proxy_tag);
 END
 $$;
@@ -786,8 +831,10 @@ REVOKE ALL ON FUNCTION
     @extschema@._columns_union(oid, text[], text[]),
     @extschema@._privileges(text[], text),
     @extschema@._check_using_path(oid, text, text, text[]),
-    @extschema@._role_column(oid, text, text, text[], text)
+    @extschema@._role_column(oid, text, text, text[], text),
+    @extschema@._electrify_as_caller(regclass)
 FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._electrify_as_caller(regclass) TO PUBLIC;
 REVOKE ALL ON PROCEDURE
     @extschema@._electrify(regclass, text),
     @extschema@._disable(regclass, text),
