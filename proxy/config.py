@@ -99,6 +99,8 @@ class CatalogConfig:
     schema: str = "electric"
     databases: tuple[str, ...] = ()  # empty: the database named in the upstream URL
     version_tables: tuple[str, ...] = ()  # "framework=table" or "framework=schema.table"
+    admin_url: str = ""  # empty: the catalog is installed with upstream.url
+    owner_role: str = "electric_owner"  # the NOLOGIN role that owns the catalog where it can
 
     def version_table_overrides(self) -> dict[str, str]:
         return dict(item.split("=", 1) for item in self.version_tables)
@@ -151,7 +153,7 @@ _KINDS: dict[str, type] = {
     for section, cls in _SECTIONS.items()
     for name, hint in typing.get_type_hints(cls).items()
 }
-_SECRET_KEYS = frozenset({"upstream.url", "auth.password"})
+_SECRET_KEYS = frozenset({"upstream.url", "auth.password", "catalog.admin_url"})
 # A non-empty legacy password (PG_PROXY_PASSWORD) also selects auth.mode = "password": see load_config.
 _LEGACY_ENV: dict[str, str] = {
     "DATABASE_URL": "upstream.url",
@@ -370,6 +372,15 @@ def _identifier(value: str) -> str | None:
     return "must be a lower-case SQL identifier of at most 63 characters"
 
 
+_ROLE_NAME = re.compile(r"(?!pg_)[a-z_][a-z0-9_]{0,62}")
+
+
+def _role_name(value: str) -> str | None:
+    if _ROLE_NAME.fullmatch(value):
+        return None
+    return "must be a lower-case SQL identifier of at most 63 characters, not starting with pg_"
+
+
 def _database_names(value: tuple[str, ...]) -> str | None:
     return None if all(value) else "must not contain empty names"
 
@@ -427,6 +438,8 @@ _CHECKS: dict[str, _Check] = {
     "catalog.schema": _identifier,
     "catalog.databases": _database_names,
     "catalog.version_tables": _version_tables,
+    "catalog.admin_url": _conninfo,
+    "catalog.owner_role": _role_name,
     "guard.do_blocks": _one_of("reject", "allow"),
     "guard.on_parse_error": _one_of("forward", "reject"),
     "drift.interval_ms": _POSITIVE,
@@ -579,8 +592,11 @@ def _toml_value(value: object) -> str:
     return _toml_string(str(value))
 
 
+_URL_KEYS = frozenset({"upstream.url", "catalog.admin_url"})
+
+
 def _masked(key: str, value: object) -> object:
-    if key == "upstream.url":
+    if key in _URL_KEYS:
         return redact_url(typing.cast(str, value))
     if key == "auth.password" and value:
         return MASK

@@ -6,10 +6,11 @@ round trip.
   and the indexes of the electrified tables.
 * `load_snapshot(conn)`: reads one, in a single statement (one MVCC snapshot, so the parts
   agree with each other).
-* `CatalogWatcher`: owns a connection to one database; installs the catalog schema, loads a
-  snapshot, LISTENs on `electric_catalog` and reloads after each notification (debounced) or
-  on `refresh()`. A lost connection is retried with exponential backoff and logged at
-  WARNING; the watcher never raises into the proxy, and `snapshot` keeps the last good view.
+* `CatalogWatcher`: owns a connection to one database; installs the catalog schema (over a
+  connection of its own as catalog.admin_url when that is set), loads a snapshot, LISTENs on
+  `electric_catalog` and reloads after each notification (debounced) or on `refresh()`. A
+  lost connection is retried with exponential backoff and logged at WARNING; the watcher
+  never raises into the proxy, and `snapshot` keeps the last good view.
 * `CatalogCache`: one watcher per managed database, started on first use.
 
 Notifications come only from the catalog procedures (electrify, disable, ...). A plain
@@ -32,7 +33,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from proxy.catalog.install import DEFAULT_SCHEMA, NOTIFY_CHANNEL, check_schema_name, install
+from proxy.catalog.install import (
+    DEFAULT_OWNER_ROLE,
+    DEFAULT_SCHEMA,
+    NOTIFY_CHANNEL,
+    catalog_rewritable,
+    check_schema_name,
+    install,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +213,8 @@ class CatalogWatcher:
         *,
         schema: str = DEFAULT_SCHEMA,
         install_schema: bool = True,
+        admin_conninfo: str = "",
+        owner_role: str | None = DEFAULT_OWNER_ROLE,
         debounce: float = 0.05,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
@@ -214,6 +224,10 @@ class CatalogWatcher:
         self._conninfo = conninfo
         self._schema = schema
         self._install_schema = install_schema
+        # Installs and upgrades the catalog when set (catalog.admin_url); never logged either.
+        self._admin_conninfo = admin_conninfo
+        self._owner_role = owner_role
+        self._warned_rewritable = False
         self._debounce = debounce
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -318,7 +332,7 @@ class CatalogWatcher:
             # DESIGN.md, security rules: the proxy's own connections use an empty search_path.
             await conn.execute(b"SELECT pg_catalog.set_config('search_path', '', false)")
             if self._install_schema:
-                await install(conn, self._schema)
+                await self._install(conn)
             # LISTEN before the first load, so no change slips between the two.
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(NOTIFY_CHANNEL)))
             await self._reload(conn)
@@ -333,6 +347,34 @@ class CatalogWatcher:
         finally:
             self.connected = False
             await conn.close()
+
+    async def _install(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Install with the admin connection when there is one, else with `conn`; then warn,
+        once per watcher, when `conn`'s role (the application's) can rewrite the catalog."""
+        app_roles = (conn.info.user,)
+        if self._admin_conninfo:
+            admin = await psycopg.AsyncConnection.connect(
+                self._admin_conninfo, autocommit=True, connect_timeout=self._connect_timeout
+            )
+            try:
+                await admin.execute(b"SELECT pg_catalog.set_config('search_path', '', false)")
+                await install(admin, self._schema, owner=self._owner_role, app_roles=app_roles)
+            finally:
+                await admin.close()
+        else:
+            await install(conn, self._schema, owner=self._owner_role, app_roles=app_roles)
+        if not self._warned_rewritable and await catalog_rewritable(conn, self._schema):
+            self._warned_rewritable = True
+            logger.warning(
+                "catalog schema %s in database %s: the application role %s can rewrite it (delete "
+                "the electrified marks, erase the history, replace its functions); set "
+                "catalog.admin_url to a role that may create the owner role %s, or see "
+                "proxy/catalog/sql/README.md, SECURITY MODEL",
+                self._schema,
+                self.database,
+                conn.info.user,
+                self._owner_role,
+            )
 
     async def _next_trigger(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Return at the next notification or refresh request."""
@@ -379,12 +421,21 @@ class CatalogWatcher:
 class CatalogCache:
     """One `CatalogWatcher` per managed database, each started on first use.
 
-    `conninfo` is the upstream URL; the watcher of database `db` uses it with `dbname=db`.
+    `conninfo` is the upstream URL; the watcher of database `db` uses it with `dbname=db`, and
+    `admin_conninfo` (catalog.admin_url), when set, likewise to install the catalog.
     """
 
-    def __init__(self, conninfo: str, *, schema: str = DEFAULT_SCHEMA, **watcher_options: Any) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        admin_conninfo: str = "",
+        **watcher_options: Any,
+    ) -> None:
         check_schema_name(schema)
         self._conninfo = conninfo
+        self._admin_conninfo = admin_conninfo
         self._schema = schema
         self._options = watcher_options
         self._watchers: dict[str, CatalogWatcher] = {}
@@ -392,8 +443,12 @@ class CatalogCache:
     def watcher(self, database: str) -> CatalogWatcher:
         found = self._watchers.get(database)
         if found is None:
+            admin = make_conninfo(self._admin_conninfo, dbname=database) if self._admin_conninfo else ""
             found = CatalogWatcher(
-                make_conninfo(self._conninfo, dbname=database), schema=self._schema, **self._options
+                make_conninfo(self._conninfo, dbname=database),
+                schema=self._schema,
+                admin_conninfo=admin,
+                **self._options,
             )
             found.start()
             self._watchers[database] = found

@@ -336,23 +336,23 @@ SELECT current_user::text, r.rolsuper, r.rolcreaterole, o.oid IS NOT NULL,
 _FOREIGN_OWNED: Final = b"""
 SELECT 'SCHEMA', pg_catalog.quote_ident(n.nspname)
   FROM pg_catalog.pg_namespace n
- WHERE n.nspname = %(schema)s AND n.nspowner <> %(owner)s::regrole
+ WHERE n.nspname = %(schema)s AND n.nspowner <> %(owner)s::text::regrole
 UNION ALL
 SELECT 'TABLE', c.oid::regclass::text
   FROM pg_catalog.pg_class c
- WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-   AND c.relowner <> %(owner)s::regrole
+ WHERE c.relnamespace = %(schema)s::text::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND c.relowner <> %(owner)s::text::regrole
 UNION ALL
 SELECT 'SEQUENCE', c.oid::regclass::text
   FROM pg_catalog.pg_class c
- WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind = 'S' AND c.relowner <> %(owner)s::regrole
+ WHERE c.relnamespace = %(schema)s::text::regnamespace AND c.relkind = 'S' AND c.relowner <> %(owner)s::text::regrole
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                       AND d.deptype IN ('a', 'i'))
 UNION ALL
 SELECT 'ROUTINE', p.oid::regprocedure::text
   FROM pg_catalog.pg_proc p
- WHERE p.pronamespace = %(schema)s::regnamespace AND p.proowner <> %(owner)s::regrole
+ WHERE p.pronamespace = %(schema)s::text::regnamespace AND p.proowner <> %(owner)s::text::regrole
 """
 
 # Roles other than the owner holding a privilege that writes: on tables anything but SELECT
@@ -363,14 +363,14 @@ SELECT DISTINCT x.what, CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.qu
   FROM (
     SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCES' ELSE 'TABLES' END AS what, a.grantee
       FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
-     WHERE c.relnamespace = %(schema)s::regnamespace AND a.privilege_type NOT IN ('SELECT', 'MAINTAIN')
+     WHERE c.relnamespace = %(schema)s::text::regnamespace AND a.privilege_type NOT IN ('SELECT', 'MAINTAIN')
     UNION ALL
     SELECT 'SCHEMA', a.grantee
       FROM pg_catalog.pg_namespace n CROSS JOIN LATERAL pg_catalog.aclexplode(n.nspacl) a
      WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'
   ) x
   LEFT JOIN pg_catalog.pg_roles r ON r.oid = x.grantee
- WHERE x.grantee <> %(owner)s::regrole
+ WHERE x.grantee <> %(owner)s::text::regrole
 """
 _REVOKES: Final = {
     "TABLES": "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER"
@@ -384,7 +384,7 @@ _REVOKES: Final = {
 _MAY_NOT_READ: Final = b"""
 SELECT COALESCE(pg_catalog.bool_or(NOT pg_catalog.has_table_privilege(%(role)s, c.oid, 'SELECT')), false)
   FROM pg_catalog.pg_class c
- WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind IN ('r', 'p')
+ WHERE c.relnamespace = %(schema)s::text::regnamespace AND c.relkind IN ('r', 'p')
 """
 
 

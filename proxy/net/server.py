@@ -66,7 +66,12 @@ class ProxyServer:
         if not config.guard.enabled:
             return
         self.ctx.managed_databases = frozenset(config.catalog.databases or (self.ctx.target.database,))
-        self.ctx.catalog = CatalogCache(config.upstream.url, schema=config.catalog.schema)
+        self.ctx.catalog = CatalogCache(
+            config.upstream.url,
+            schema=config.catalog.schema,
+            admin_conninfo=config.catalog.admin_url,
+            owner_role=config.catalog.owner_role,
+        )
         for database in sorted(self.ctx.managed_databases):
             try:
                 await self.ctx.catalog.watcher(database).wait_ready(2.0)

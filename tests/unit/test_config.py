@@ -584,3 +584,38 @@ def test_scrub_free_text() -> None:
     scrubbed = scrub(text)
     assert SECRET not in scrubbed
     assert "postgres://u:****@h/db" in scrubbed and "port=1" in scrubbed
+
+
+# --- the catalog's installing role ----------------------------------------------------------------
+
+
+def test_catalog_admin_url_and_owner_role_defaults() -> None:
+    config = load_config(env={})
+    assert config.catalog.admin_url == ""
+    assert config.catalog.owner_role == "electric_owner"
+
+
+def test_catalog_admin_url_from_env_file_and_flag(tmp_path: Path) -> None:
+    url = f"postgres://admin:{SECRET}@h/app"
+    assert load_config(env={"ELECTRIC_PROXY_CATALOG_ADMIN_URL": url}).catalog.admin_url == url
+    secret_file = write(tmp_path, url + "\n", name="admin-url")
+    env = {"ELECTRIC_PROXY_CATALOG_ADMIN_URL_FILE": str(secret_file)}
+    assert load_config(env=env).catalog.admin_url == url
+    document = write(tmp_path, '[catalog]\nadmin_url = "postgres://file/app"\nowner_role = "cat_owner"\n')
+    config = load_config(document, env={})
+    assert (config.catalog.admin_url, config.catalog.owner_role) == ("postgres://file/app", "cat_owner")
+
+
+def test_catalog_admin_url_is_masked_and_checked() -> None:
+    config = load_config(env={"ELECTRIC_PROXY_CATALOG_ADMIN_URL": f"postgres://admin:{SECRET}@h/app"})
+    text = render_config(config)
+    assert SECRET not in text
+    assert tomllib.loads(text)["catalog"]["admin_url"] == "postgres://admin:****@h/app"
+    message = config_error(env={"ELECTRIC_PROXY_CATALOG_ADMIN_URL": f"http://admin:{SECRET}@h/app"})
+    assert "catalog.admin_url" in message and SECRET not in message
+
+
+@pytest.mark.parametrize("role", ["Owner", "pg_owner", "has space", ""])
+def test_catalog_owner_role_must_be_a_plain_identifier(role: str) -> None:
+    message = config_error(env={"ELECTRIC_PROXY_CATALOG_OWNER_ROLE": role})
+    assert "catalog.owner_role" in message
