@@ -345,7 +345,8 @@ SELECT 'TABLE', c.oid::regclass::text
 UNION ALL
 SELECT 'SEQUENCE', c.oid::regclass::text
   FROM pg_catalog.pg_class c
- WHERE c.relnamespace = %(schema)s::text::regnamespace AND c.relkind = 'S' AND c.relowner <> %(owner)s::text::regrole
+ WHERE c.relnamespace = %(schema)s::text::regnamespace AND c.relkind = 'S'
+   AND c.relowner <> %(owner)s::text::regrole
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
                     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
                       AND d.deptype IN ('a', 'i'))

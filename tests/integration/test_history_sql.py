@@ -523,7 +523,9 @@ def test_electrify_in_the_same_transaction_is_linked(alice: Conn) -> None:
         mid = current_migration(alice)
     alice.execute("CREATE TABLE el2 (id int8 PRIMARY KEY)")
     alice.execute("CALL electric.electrify('el2')")  # recorded as a direct migration of its own
-    direct = alice.execute("SELECT max(id) FROM electric.migrations WHERE version_source = 'direct'").fetchone()
+    direct = alice.execute(
+        "SELECT max(id) FROM electric.migrations WHERE version_source = 'direct'"
+    ).fetchone()
 
     links = alice.execute(
         "SELECT table_name, migration_id FROM electric.electrified WHERE table_name IN ('el1', 'el2') ORDER BY 1"
