@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, proxy_config
 
 DB = "catsec_t"
+README = Path(__file__).resolve().parents[2] / "README.md"
 OWNER = "catsec_owner"
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -447,6 +449,57 @@ def test_a_createrole_admin_creates_the_owner_and_hands_it_the_catalog(
         pg.execute(f"DROP OWNED BY {installer}")
         drop_role(pg, owner)
         drop_role(pg, installer)
+
+
+def readme_admin_sql() -> str:
+    """The administrator's one-time SQL, as README.md documents it."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## The catalog's owner") :]
+    return section[
+        section.index("```sql") + len("```sql") : section.index("```", section.index("```sql") + 6)
+    ]
+
+
+def test_the_readme_admin_sql_hands_over_a_catalog_alice_installed(
+    pg: EmbeddedPostgres, scratch_db: str
+) -> None:
+    owner, admin_role = "catsec_owner_r", "catsec_admin_r"
+    script = readme_admin_sql()
+    for word, replacement in (
+        ("electric_owner", owner),
+        ("electric_admin", admin_role),
+        ("'...'", "'admin-secret'"),
+        ("app_user", "alice"),
+        ("DATABASE app ", f"DATABASE {scratch_db} "),
+    ):
+        script = script.replace(word, replacement)
+    before_connect, _, after_connect = script.partition("\\c app\n")
+    drop_role(pg, owner)
+    drop_role(pg, admin_role)
+    try:
+        with psycopg.connect(alice_url(pg, scratch_db), autocommit=True) as conn:
+            install_sync(conn)
+            make_table(conn, "early")
+            conn.execute("CALL electric.electrify('early')")
+        with pg.connect(scratch_db) as conn:
+            conn.execute(before_connect.encode())
+            conn.execute(after_connect.encode())
+        admin_url = pg.url(scratch_db, user=admin_role, password="admin-secret")
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            install_sync(conn, owner=owner, app_roles=("alice",))
+        with psycopg.connect(alice_url(pg, scratch_db), autocommit=True) as conn:
+            owners = conn.execute(
+                "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'electric'::regnamespace"
+                " UNION SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc WHERE pronamespace = 'electric'::regnamespace"
+            ).fetchall()
+            assert owners == [(owner,)]
+            assert sql_error(conn, "DELETE FROM electric.electrified").sqlstate == "42501"
+            conn.execute("CALL electric.disable('early')")
+            assert not electrified(conn, "early")
+    finally:
+        pg.execute(f"DROP DATABASE IF EXISTS {scratch_db} WITH (FORCE)")
+        drop_role(pg, admin_role)
+        drop_role(pg, owner)
 
 
 # -- the decision, without a server -----------------------------------------------------------
