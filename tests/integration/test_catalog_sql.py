@@ -236,7 +236,7 @@ def test_electrify_happy_path(pg: EmbeddedPostgres, db: str, alice: Conn, listen
         "SELECT schema_name, table_name, electrified_by, electrified_at IS NOT NULL, migration_id"
         " FROM electric.electrified WHERE relid = 'happy'::regclass"
     ).fetchone()
-    assert row[:4] == ("public", "happy", "alice", True)  # migration_id: its direct migration
+    assert row is not None and row[:4] == ("public", "happy", "alice", True)  # migration_id: its direct one
     assert replica_identity(alice, "happy") == "f"
 
 
