@@ -632,7 +632,7 @@ def test_public_routines_are_exactly_the_intended_ones(alice: Conn) -> None:
     ).fetchall()
     step1 = {"electrify": 2, "disable": 2, "grant": 1, "revoke": 1, "assign": 1, "unassign": 1, "sqlite": 1}
     step1 |= {f"_{name}": 1 for name in ("electrify", "disable", "grant", "revoke", "assign", "unassign")}
-    step1 |= {"_resolve": 2, "_resolve_scope": 1, "_electrify_as_caller": 1, "_proxy_tag": 1}
+    step1 |= {"_resolve": 2, "_resolve_scope": 1, "_electrify_as_caller": 1}
     history = {"capture": 1, "_capture": 1, "note_version": 1, "migration_version": 1}
     history |= {"note_version_late": 1, "_note_version_late": 1, "_session_start": 1}
     checks = {"guard_check": 1, "run_checked": 1, "_guard_resolve": 1, "_guard_raise": 1}

@@ -204,10 +204,7 @@ REVOKE ALL ON FUNCTION
     @extschema@._resolve(text, text),
     @extschema@._resolve_scope(text, text)
 FROM PUBLIC;
--- _proxy_tag too: guard_check and run_checked (check.sql) run as the caller and raise the tag
--- marker; a NOTICE with a text of the caller's choosing gives nothing away.
 GRANT EXECUTE ON FUNCTION
-    @extschema@._proxy_tag(text),
     @extschema@._resolve(text),
     @extschema@._resolve(text, text),
     @extschema@._resolve_scope(text, text)
