@@ -296,12 +296,13 @@ class GuardLink:
     def _reparse(self, parse: messages.Parse, sql: str) -> bytes:
         return messages.encode_parse(parse.name, self.encode(sql), parse.param_types)
 
-    def _watch_batch(self) -> None:
-        """Follow Bind/Execute/Sync while some prepared statement holds DDL or a version write."""
+    def _watch_batch(self, watching: bool = True) -> None:
+        """Follow Bind/Execute/Sync while some prepared statement holds DDL or a version write;
+        once none does, the extended protocol goes back to the relay's fast path."""
         r = self.relay
-        r.set_client_handler(Frontend.BIND, self.on_bind)
-        r.set_client_handler(Frontend.EXECUTE, self.on_execute)
-        r.set_client_handler(Frontend.SYNC, self.on_sync)
+        r.set_client_handler(Frontend.BIND, self.on_bind if watching else None)
+        r.set_client_handler(Frontend.EXECUTE, self.on_execute if watching else None)
+        r.set_client_handler(Frontend.SYNC, self.on_sync if watching else None)
 
     def on_bind(self, frame: Frame) -> bytes | None:
         target = messages.decode_bind_target(frame.body)
@@ -343,6 +344,9 @@ class GuardLink:
     def on_sync(self, frame: Frame) -> bytes | None:
         """Record this batch's DDL in its own transaction: the calls go just before Sync."""
         calls = self._batch_calls()
+        if not self.batch.tracking:
+            self.batch.portals.clear()  # Binds go unseen from here: forget what they named
+            self._watch_batch(False)
         if not calls:
             return frame.raw
         self.relay.hold_upstream(capture.injected_tail_dropper(len(calls)))
