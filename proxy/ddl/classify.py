@@ -186,13 +186,13 @@ class DoFacts:
 
     language: str
     statements: tuple[Statement, ...]  # each classified in its own text (positions too)
-    opaque: plpgsql.Opaque | None  # why it may run SQL not in `statements`; None: it cannot
-    reason: str = ""
+    opaque: plpgsql.Opaque | None  # why it may run SQL not read; None: every statement parsed
+    reason: str = ""  # what made it opaque, for messages
 
     @property
     def readable(self) -> bool:
         """Every statement the block can run is known and parsed."""
-        return self.opaque is None and all(s.kind is not Kind.UNPARSABLE for s in self.statements)
+        return self.opaque is None
 
 
 # Settings whose change can change what an unqualified name resolves to: search_path itself,
@@ -560,8 +560,12 @@ def _do(fields: Json, base: _Base) -> Statement:
     body = plpgsql.read_do(fields, standard_conforming_strings=reading.standard_strings)
     inner = _Reading(reading.standard_strings, reading.depth + 1)
     statements = tuple(s for text in body.statements for s in _classify(text, inner))
-    facts = DoFacts(body.language, statements, body.opaque, body.reason)
-    return base.make(Kind.DO, "DO", do=facts)
+    opaque, reason = body.opaque, body.reason
+    unreadable = next((s for s in statements if s.kind is Kind.UNPARSABLE), None)
+    if opaque is None and unreadable is not None:
+        opaque = plpgsql.Opaque.UNREADABLE
+        reason = unreadable.error.message if unreadable.error is not None else "syntax error"
+    return base.make(Kind.DO, "DO", do=DoFacts(body.language, statements, opaque, reason))
 
 
 def _create_table(fields: Json, base: _Base) -> Statement:

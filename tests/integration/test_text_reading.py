@@ -269,11 +269,16 @@ def test_do_blocks_with_forbidden_ddl_are_refused(
     assert "title" in columns(direct, table)
 
 
-def test_do_block_adding_a_column_passes(
+def test_do_block_adding_a_column_passes_and_is_recorded(
     client: psycopg.Connection, direct: psycopg.Connection, table: str
 ) -> None:
+    client.execute(f"DO $$ BEGIN RAISE NOTICE 'no DDL in {table}'; END $$")
     client.execute(f"DO $$ BEGIN ALTER TABLE {table} ADD COLUMN note text; END $$")
     assert "note" in columns(direct, table)
+    recorded = direct.execute(
+        "SELECT tag, sql FROM electric.migration_statements WHERE sql LIKE %s", (f"%{table}%",)
+    ).fetchall()
+    assert recorded == [("DO", f"DO $$ BEGIN ALTER TABLE {table} ADD COLUMN note text; END $$")]
 
 
 # -- replication connections ---------------------------------------------------------------------------

@@ -719,6 +719,7 @@ def test_do_block_statements_are_read_a_few_levels_deep() -> None:
 def test_do_block_with_unparsable_statement_is_not_readable() -> None:
     statement = one("DO $$ BEGIN ALTER TABLE system_user DROP COLUMN a; END $$")
     assert statement.do is not None and not statement.do.readable
+    assert statement.do.reason == 'syntax error at or near "system_user"'
 
 
 def test_do_block_in_standard_strings_off() -> None:
