@@ -20,7 +20,7 @@ added for cases it did not cover:
 * EX013 for DO blocks whose SQL cannot all be read (EXECUTE of a built string, another
   language, a body that does not parse), only while at least one table of the database is
   electrified and only under the `reject` policy; a readable DO block is judged by the
-  statements it runs;
+  statements it runs, whatever the policy;
 * EX014 for a table that cannot be electrified (`check_electrifiable`); the Electric proxy
   raised these from PL/pgSQL as P0001.
 
@@ -475,12 +475,13 @@ def _other_ddl(stmt: Statement, lookups: _Lookups) -> Decision:
 
 
 def _do(stmt: Statement, lookups: _Lookups) -> Decision:
-    # A DO block is judged by the statements it runs. While nothing is electrified there is
-    # nothing to protect; one whose SQL cannot all be read is refused while something is.
-    if lookups.do_blocks == "allow" or not lookups.any_electrified:
-        return ALLOW
+    # A DO block is judged by the statements it runs, as if each were sent alone. One whose
+    # SQL cannot all be read is refused while something is electrified, unless the policy
+    # lets such blocks through.
     facts = stmt.do
     if facts is None or not facts.readable:
+        if lookups.do_blocks == "allow" or not lookups.any_electrified:
+            return ALLOW
         return _reject(_opaque_do_error(facts))
     tables: list[TableId] = []
     added: list[ColumnFacts] = []

@@ -28,6 +28,9 @@ _names = itertools.count()
 LEAD_WIRING = pytest.mark.xfail(
     strict=True, reason="guard.inspect decodes with Session.sql_codec and passes the string setting"
 )
+# Waiting for SessionGuard._do_block to let a readable DO block (`stmt.do.readable`) through to
+# the conditional checks, which judge the statements it runs.
+DO_WIRING = pytest.mark.xfail(strict=True, reason="SessionGuard._do_block refuses readable DO blocks")
 
 
 @pytest.fixture
@@ -224,6 +227,7 @@ SQITCH_STYLE = [
 ]
 
 
+@DO_WIRING
 @pytest.mark.parametrize("protocol", ["simple", "extended"])
 @pytest.mark.parametrize("template", SQITCH_STYLE)
 def test_do_blocks_without_ddl_pass(
@@ -232,6 +236,7 @@ def test_do_blocks_without_ddl_pass(
     client.execute(template.format(t=table), binary=protocol == "extended")
 
 
+@DO_WIRING
 def test_do_block_data_fix_runs(client: psycopg.Connection, direct: psycopg.Connection, table: str) -> None:
     direct.execute(f"INSERT INTO {table} (id, n) VALUES (gen_random_uuid(), 1), (gen_random_uuid(), 2)")
     notices: list[str] = []
@@ -248,11 +253,16 @@ def test_do_block_data_fix_runs(client: psycopg.Connection, direct: psycopg.Conn
 @pytest.mark.parametrize(
     ("template", "code"),
     [
-        ("DO $$ BEGIN ALTER TABLE {t} DROP COLUMN title; END $$", "EX010"),
-        ("DO $$ BEGIN EXECUTE 'ALTER TABLE {t} DROP COLUMN title'; END $$", "EX010"),
-        ("DO $$ BEGIN IF true THEN EXECUTE 'DROP TABLE {t}'; END IF; END $$", "EX004"),
-        ("DO $a$ BEGIN DO $b$ BEGIN DROP TABLE {t}; END $b$; END $a$", "EX004"),
+        pytest.param("DO $$ BEGIN ALTER TABLE {t} DROP COLUMN title; END $$", "EX010", marks=DO_WIRING),
+        pytest.param(
+            "DO $$ BEGIN EXECUTE 'ALTER TABLE {t} DROP COLUMN title'; END $$", "EX010", marks=DO_WIRING
+        ),
+        pytest.param(
+            "DO $$ BEGIN IF true THEN EXECUTE 'DROP TABLE {t}'; END IF; END $$", "EX004", marks=DO_WIRING
+        ),
+        pytest.param("DO $a$ BEGIN DO $b$ BEGIN DROP TABLE {t}; END $b$; END $a$", "EX004", marks=DO_WIRING),
         ("DO $$ BEGIN EXECUTE format('ALTER TABLE %I DROP COLUMN title', '{t}'); END $$", "EX013"),
+        ("DO $$ DECLARE q text := 'DROP TABLE {t}'; BEGIN EXECUTE q; END $$", "EX013"),
     ],
 )
 def test_do_blocks_with_forbidden_ddl_are_refused(
@@ -269,6 +279,7 @@ def test_do_blocks_with_forbidden_ddl_are_refused(
     assert "title" in columns(direct, table)
 
 
+@DO_WIRING
 def test_do_block_adding_a_column_passes_and_is_recorded(
     client: psycopg.Connection, direct: psycopg.Connection, table: str
 ) -> None:

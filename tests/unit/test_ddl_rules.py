@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.ddl.checks import conditional_checks
 from proxy.ddl.classify import Statement, classify
 from proxy.ddl.names import QualifiedName
 from proxy.ddl.rules import (
@@ -369,6 +370,19 @@ def test_do_block_judged_by_its_statements(sql: str, code: str) -> None:
     decision = decide_one(sql)
     assert decision.verdict is Verdict.REJECT
     assert decision.error is not None and decision.error.sqlstate == code
+
+
+def test_readable_do_block_is_judged_whatever_the_policy() -> None:
+    # The policy is about DO blocks the guard cannot read; one it reads is plain SQL.
+    (decision,) = decide("DO $$ BEGIN DROP TABLE items; END $$", do_blocks="allow")
+    assert decision.verdict is Verdict.REJECT
+    assert decision.error is not None and decision.error.sqlstate == "EX004"
+
+
+def test_server_side_checks_reach_into_do_blocks() -> None:
+    (statement,) = classify("DO $$ BEGIN RAISE NOTICE 'x'; ALTER TABLE s.t DROP COLUMN a; END $$")
+    (check_,) = conditional_checks(statement)
+    assert (check_.kind, check_.schema, check_.name, check_.error.sqlstate) == ("relation", "s", "t", "EX010")
 
 
 def test_do_block_adding_a_column_is_captured() -> None:
