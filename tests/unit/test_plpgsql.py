@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.ddl.plpgsql import Opaque, read_body, string_constant
 
@@ -102,3 +104,33 @@ def test_backslash_without_standard_strings_is_opaque() -> None:
 )
 def test_string_constant(expression: str, value: str | None) -> None:
     assert string_constant(expression) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "BEGIN ",
+                "END",
+                ";",
+                "EXECUTE ",
+                "'",
+                "$$",
+                "$body",
+                "\\",
+                "DROP TABLE t",
+                "(",
+                ")",
+                "--",
+                "\n",
+                "x",
+            ]
+        ),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_read_body_never_raises(parts: list[str], standard: bool) -> None:
+    read = read_body("".join(parts), standard_conforming_strings=standard)
+    assert read.opaque is not None or all(isinstance(s, str) for s in read.statements)
