@@ -110,7 +110,8 @@ class CatalogConfig:
 class GuardConfig:
     enabled: bool = True
     do_blocks: str = "reject"
-    on_parse_error: str = "forward"
+    # "reject": refuse statements that may be DDL and cannot be read while tables are electrified.
+    on_parse_error: str = "reject"
 
 
 @dataclass(frozen=True, slots=True)

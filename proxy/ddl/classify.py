@@ -12,6 +12,15 @@ one, so that the good ones still get their facts and the bad one its own error p
 
 Positions are 0-based character offsets in the text passed in (`Statement.start`), error
 positions 1-based, as in Postgres's ErrorResponse.
+
+Text the guard cannot read as the server reads it is UNPARSABLE, never guessed at: a parse
+error (pglast's grammar is newer than the server's: `system_user` is reserved there), nesting
+deeper than the parser or Python's JSON reader go, a backslash in a plain string literal while
+`standard_conforming_strings` is off (pglast's scanner always has it on), and bytes that do
+not decode in the client encoding (`undecodable`).
+
+A DO block carries the statements its PL/pgSQL body runs (`DoFacts`), classified in turn, so
+that the rules judge each of them; nested DO blocks are read `MAX_DO_DEPTH` levels deep.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Any, Final, TypeAlias
 
 from pglast.parser import ParseError, parse_sql_json
 
-from proxy.ddl import electric, lexer
+from proxy.ddl import electric, lexer, plpgsql
 from proxy.ddl.electric import ElectricCommand
 from proxy.ddl.names import QualifiedName
 from proxy.errors import GuardError
@@ -33,6 +42,8 @@ Json: TypeAlias = dict[str, Any]
 
 SYNTAX_ERROR: Final = "42601"
 INVALID_ENCODING: Final = "22021"
+TOO_COMPLEX: Final = "54001"
+MAX_DO_DEPTH: Final = 4
 
 
 class Kind(StrEnum):
@@ -169,6 +180,21 @@ class SetFacts:
     local: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DoFacts:
+    """What a DO block runs, as far as its text tells."""
+
+    language: str
+    statements: tuple[Statement, ...]  # each classified in its own text (positions too)
+    opaque: plpgsql.Opaque | None  # why it may run SQL not read; None: every statement parsed
+    reason: str = ""  # what made it opaque, for messages
+
+    @property
+    def readable(self) -> bool:
+        """Every statement the block can run is known and parsed."""
+        return self.opaque is None
+
+
 # Settings whose change can change what an unqualified name resolves to: search_path itself,
 # and the current role through `$user`.
 SEARCH_PATH_SETTINGS: Final = frozenset({"search_path", "role", "session_authorization"})
@@ -192,12 +218,32 @@ class Statement:
     tx: TxFacts | None = None
     setting: SetFacts | None = None
     electric: ElectricCommand | None = None
+    do: DoFacts | None = None
     error: GuardError | None = field(default=None, compare=False)  # for UNPARSABLE
 
     @property
     def ddl(self) -> bool:
-        """A schema-changing statement (ELECTRIC statements included): recorded as migration."""
+        """A schema-changing statement (ELECTRIC statements included): recorded as migration.
+
+        A DO block is one when a statement it runs is.
+        """
+        if self.kind is Kind.DO:
+            return self.do is not None and any(s.ddl for s in self.do.statements)
         return self.kind in _DDL_KINDS
+
+    @property
+    def may_change_client_encoding(self) -> bool:
+        """Whether the server may read the next message in another encoding after this one.
+
+        Postgres reports the change (ParameterStatus) only at the end of the command, or of
+        an extended-protocol batch: text sent after this statement, before that report, may
+        be read by the server in an encoding the session does not know yet.
+        """
+        if self.kind is Kind.SET:
+            return self.setting is None or self.setting.name in (None, "client_encoding")
+        if self.kind in (Kind.DO, Kind.CALL):
+            return True
+        return "set_config" in self.text.lower()
 
     @property
     def may_change_search_path(self) -> bool:
@@ -247,21 +293,84 @@ def split_statements(sql: str) -> list[StatementText]:
     return [StatementText(sql[p.start : p.end], p.start) for p in pieces]
 
 
-def classify(sql: str) -> list[Statement]:
-    """One `Statement` per statement in `sql`; never raises."""
-    sql = _until_nul(sql)
+def classify(sql: str, *, standard_conforming_strings: bool = True) -> list[Statement]:
+    """One `Statement` per statement in `sql`; never raises.
+
+    `standard_conforming_strings` is the session's setting, as the server reports it.
+    """
+    return _classify(_until_nul(sql), _Reading(standard_conforming_strings, 0))
+
+
+def undecodable(raw: bytes, encoding: str) -> Statement:
+    """The UNPARSABLE statement for bytes that do not decode in client encoding `encoding`.
+
+    Its text is `raw` read as Latin-1, one character per byte, so that offsets still match.
+    """
+    error = GuardError(
+        f'the proxy cannot read this statement in client encoding "{encoding}"',
+        sqlstate=INVALID_ENCODING,
+        hint="Send statements that change the schema in an encoding the proxy reads (UTF8, for one).",
+    )
+    text = raw.decode("latin-1")
+    return _unparsable(text.strip(), len(text) - len(text.lstrip()), error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How a text is read: the session's scanner setting, and how deep in DO blocks."""
+
+    standard_strings: bool
+    depth: int
+
+
+def _classify(sql: str, reading: _Reading) -> list[Statement]:
+    if not reading.standard_strings and "\\" in sql:
+        unreadable = _backslash_in_string(sql)
+        if unreadable is not None:
+            return [unreadable]
+    try:
+        return _classify_whole(sql, reading)
+    except RecursionError:
+        pass
+    # Too deep for one parse of the whole text: the statements one by one, so that only the
+    # deep one is unparsable.
+    try:
+        return _classify_pieces(sql, reading)
+    except RecursionError:
+        return [_too_deep(sql)]
+
+
+def _classify_whole(sql: str, reading: _Reading) -> list[Statement]:
     try:
         tree = parse_sql_json(sql)
     except ParseError:
-        return _classify_pieces(sql)
+        return _classify_pieces(sql, reading)
     except UnicodeEncodeError:
         return [_bad_encoding(sql)]
+    return _from_tree(sql, json.loads(tree), 0, reading)
+
+
+def _too_deep(text: str, start: int = 0) -> Statement:
+    # Nesting deeper than Python's JSON reader goes: too deep to judge, so not passed as safe.
+    error = GuardError("statement is nested too deeply to be inspected", sqlstate=TOO_COMPLEX)
+    return _unparsable(text.strip(), start + len(text) - len(text.lstrip()), error)
+
+
+def _backslash_in_string(sql: str) -> Statement | None:
+    """With standard_conforming_strings off, a backslash in a plain '...' literal escapes (the
+    server's reading) where pglast's scanner sees a literal backslash: from there on the two
+    readings of quotes and statement bounds differ. Escape strings (E'...') and dollar quotes
+    read the same either way, and the scanners agree up to the first such backslash."""
     try:
-        return _from_tree(sql, json.loads(tree), 0)
-    except RecursionError:
-        # Nesting deeper than Python's JSON reader goes: too deep to judge, so not passed as safe.
-        error = GuardError("statement is nested too deeply to be inspected", sqlstate="54001")
-        return [_unparsable(sql.strip(), len(sql) - len(sql.lstrip()), error)]
+        tokens = lexer.scan_tokens(sql)
+    except (ParseError, UnicodeEncodeError):
+        return _unparsable(sql.strip(), len(sql) - len(sql.lstrip()), _backslash_error(None))
+    for token in tokens:
+        literal = sql[token.start : token.end + 1]
+        if token.name == "SCONST" and literal.startswith("'") and "\\" in literal:
+            error = _backslash_error(token.start + 1)
+            return _unparsable(sql.strip(), len(sql) - len(sql.lstrip()), error)
+    return None
 
 
 def _until_nul(sql: str) -> str:
@@ -270,20 +379,34 @@ def _until_nul(sql: str) -> str:
     return sql if nul < 0 else sql[:nul]
 
 
-def _classify_pieces(sql: str) -> list[Statement]:
+def _backslash_error(position: int | None) -> GuardError:
+    return GuardError(
+        "the proxy cannot read a backslash in a string literal while standard_conforming_strings is off",
+        sqlstate=SYNTAX_ERROR,
+        position=position,
+        hint="Use an escape string (E'...') or turn standard_conforming_strings on.",
+    )
+
+
+def _classify_pieces(sql: str, reading: _Reading) -> list[Statement]:
     try:
         tokens = lexer.scan_tokens(sql)
     except ParseError as exc:
         stripped = sql.strip()
         start = len(sql) - len(sql.lstrip())
         return [_unparsable(stripped, start, _parse_error(sql, exc, 0, None))]
+    except UnicodeEncodeError:
+        return [_bad_encoding(sql)]
     statements: list[Statement] = []
     for piece in lexer.split_tokens(tokens):
-        statements.extend(_classify_piece(sql, piece))
+        try:
+            statements.extend(_classify_piece(sql, piece, reading))
+        except RecursionError:
+            statements.append(_too_deep(sql[piece.start : piece.end], piece.start))
     return statements
 
 
-def _classify_piece(sql: str, piece: lexer.Piece) -> list[Statement]:
+def _classify_piece(sql: str, piece: lexer.Piece, reading: _Reading) -> list[Statement]:
     text = sql[piece.start : piece.end]
     if electric.is_electric(sql, piece.tokens):
         try:
@@ -295,12 +418,15 @@ def _classify_piece(sql: str, piece: lexer.Piece) -> list[Statement]:
         tree = parse_sql_json(text)
     except ParseError as exc:
         return [_unparsable(text, piece.start, _parse_error(sql, exc, piece.start, piece.terminator))]
-    return _from_tree(text, json.loads(tree), piece.start)
+    return _from_tree(text, json.loads(tree), piece.start, reading)
 
 
 def _parse_error(sql: str, exc: ParseError, offset: int, terminator: lexer.Token | None) -> GuardError:
     message = str(exc.args[0])
     location = exc.args[1] if len(exc.args) > 1 else None
+    if message.startswith("stack depth limit exceeded"):
+        # The parser's own recursion limit (Postgres's max_stack_depth may allow more).
+        return GuardError("statement is nested too deeply to be inspected", sqlstate=TOO_COMPLEX)
     if location is not None:
         return GuardError(message, sqlstate=SYNTAX_ERROR, position=offset + int(location) + 1)
     if message.endswith("at end of input") and terminator is not None:
@@ -327,7 +453,7 @@ def _electric_statement(text: str, start: int, command: ElectricCommand) -> Stat
     )
 
 
-def _from_tree(text: str, tree: Json, offset: int) -> list[Statement]:
+def _from_tree(text: str, tree: Json, offset: int, reading: _Reading) -> list[Statement]:
     """Statements of one parse tree of `text`, which starts at `offset` in the caller's string."""
     raws: list[Json] = tree.get("stmts", [])
     if not raws:
@@ -337,7 +463,7 @@ def _from_tree(text: str, tree: Json, offset: int) -> list[Statement]:
     for raw, (start, end) in zip(raws, spans, strict=True):
         body = text[start:end].rstrip()
         ((node, fields),) = raw["stmt"].items()
-        statements.append(_facts(node, fields, _Base(body, offset + start, node)))
+        statements.append(_facts(node, fields, _Base(body, offset + start, node, reading)))
     return statements
 
 
@@ -368,6 +494,7 @@ class _Base:
     text: str
     start: int
     node: str
+    reading: _Reading
 
     def make(
         self,
@@ -385,6 +512,7 @@ class _Base:
         tx: TxFacts | None = None,
         setting: SetFacts | None = None,
         electric: ElectricCommand | None = None,
+        do: DoFacts | None = None,
     ) -> Statement:
         return Statement(
             text=self.text,
@@ -403,6 +531,7 @@ class _Base:
             tx=tx,
             setting=setting,
             electric=electric,
+            do=do,
         )
 
 
@@ -421,6 +550,22 @@ def _facts(node: str, fields: Json, base: _Base) -> Statement:
         return base.make(kind, tag, objects=objects, transactional=node not in _NEVER_IN_TRANSACTION)
     # A node type newer than this table: name it after the node, treat it as non-DDL.
     return base.make(Kind.OTHER, node.removesuffix("Stmt").upper())
+
+
+def _do(fields: Json, base: _Base) -> Statement:
+    reading = base.reading
+    if reading.depth >= MAX_DO_DEPTH:
+        facts = DoFacts("plpgsql", (), plpgsql.Opaque.UNREADABLE, "DO blocks nested too deeply")
+        return base.make(Kind.DO, "DO", do=facts)
+    body = plpgsql.read_do(fields, standard_conforming_strings=reading.standard_strings)
+    inner = _Reading(reading.standard_strings, reading.depth + 1)
+    statements = tuple(s for text in body.statements for s in _classify(text, inner))
+    opaque, reason = body.opaque, body.reason
+    unreadable = next((s for s in statements if s.kind is Kind.UNPARSABLE), None)
+    if opaque is None and unreadable is not None:
+        opaque = plpgsql.Opaque.UNREADABLE
+        reason = unreadable.error.message if unreadable.error is not None else "syntax error"
+    return base.make(Kind.DO, "DO", do=DoFacts(body.language, statements, opaque, reason))
 
 
 def _create_table(fields: Json, base: _Base) -> Statement:
@@ -847,6 +992,7 @@ def _alter_database(fields: Json, base: _Base) -> Statement:
 
 _HANDLERS: Final[dict[str, _Handler]] = {
     "CreateStmt": _create_table,
+    "DoStmt": _do,
     "AlterTableStmt": _alter_table,
     "RenameStmt": _rename,
     "DropStmt": _drop,
@@ -890,7 +1036,6 @@ _SIMPLE: Final[dict[str, tuple[Kind, str]]] = {
     "UpdateStmt": (Kind.DML, "UPDATE"),
     "DeleteStmt": (Kind.DML, "DELETE"),
     "MergeStmt": (Kind.DML, "MERGE"),
-    "DoStmt": (Kind.DO, "DO"),
     "AlterCollationStmt": (_D, "ALTER COLLATION"),
     "AlterDefaultPrivilegesStmt": (_D, "ALTER DEFAULT PRIVILEGES"),
     "AlterDomainStmt": (_D, "ALTER DOMAIN"),

@@ -17,8 +17,10 @@ added for cases it did not cover:
 * EX002 also for moving an electrified table to another schema (`ALTER TABLE ... SET
   SCHEMA`) and for renaming a schema that holds one: both change the table's name;
 * EX004 also for `DROP SCHEMA ... CASCADE` of a schema that holds an electrified table;
-* EX013 for DO blocks (their statements are invisible to the guard), only while at least
-  one table of the database is electrified and only under the `reject` policy;
+* EX013 for DO blocks whose SQL cannot all be read (EXECUTE of a built string, another
+  language, a body that does not parse), only while at least one table of the database is
+  electrified and only under the `reject` policy; a readable DO block is judged by the
+  statements it runs, whatever the policy;
 * EX014 for a table that cannot be electrified (`check_electrifiable`); the Electric proxy
   raised these from PL/pgSQL as P0001.
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Literal, TypeAlias
 
-from proxy.ddl.classify import AlterSubcommand, ColumnFacts, Kind, Statement
+from proxy.ddl.classify import AlterSubcommand, ColumnFacts, DoFacts, Kind, Statement
 from proxy.ddl.names import QualifiedName, quote_ident
 from proxy.errors import GuardError
 
@@ -473,18 +475,36 @@ def _other_ddl(stmt: Statement, lookups: _Lookups) -> Decision:
 
 
 def _do(stmt: Statement, lookups: _Lookups) -> Decision:
-    # The statements inside a DO block are invisible to the guard. While nothing is
-    # electrified there is nothing to protect, so DO blocks pass.
-    if lookups.do_blocks == "allow" or not lookups.any_electrified:
+    # A DO block is judged by the statements it runs, as if each were sent alone. One whose
+    # SQL cannot all be read is refused while something is electrified, unless the policy
+    # lets such blocks through.
+    facts = stmt.do
+    if facts is None or not facts.readable:
+        if lookups.do_blocks == "allow" or not lookups.any_electrified:
+            return ALLOW
+        return _reject(_opaque_do_error(facts))
+    tables: list[TableId] = []
+    added: list[ColumnFacts] = []
+    for inner in facts.statements:
+        rule = _RULES.get(inner.kind)
+        decision = rule(inner, lookups) if rule is not None else ALLOW
+        if decision.verdict is Verdict.REJECT:
+            return decision  # rule errors carry no position that would point into the body
+        tables += [t for t in decision.tables if t not in tables]
+        added += decision.added_columns
+    if not tables:
         return ALLOW
-    return _reject(
-        GuardError(
-            "DO blocks are not allowed in migrations while tables are electrified",
-            sqlstate="EX013",
-            detail="The proxy cannot check the statements inside a DO block against the rules "
-            f"for electrified tables. {ADDITIVE_ONLY}.",
-            hint="Run the statements of the DO block as plain SQL statements instead.",
-        )
+    return Decision(Verdict.CAPTURE, tables=tuple(tables), added_columns=tuple(added))
+
+
+def _opaque_do_error(facts: DoFacts | None) -> GuardError:
+    reason = f" ({facts.reason})" if facts is not None and facts.reason else ""
+    return GuardError(
+        "DO blocks that run SQL the proxy cannot read are not allowed while tables are electrified",
+        sqlstate="EX013",
+        detail="The proxy cannot check the statements inside this DO block against the rules "
+        f"for electrified tables{reason}. {ADDITIVE_ONLY}.",
+        hint="Run the statements as plain SQL statements, or EXECUTE string constants only.",
     )
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Final, cast
 
 from proxy.catalog.cache import EMPTY_SNAPSHOT, capture_ready, checks_ready, database_guard_active
+from proxy.ddl.encoding import SqlCodec, codec_for
 from proxy.ddl.guard import SessionGuard
 from proxy.errors import AuthError, ProtocolError, ProxyError, UpstreamError
 from proxy.net import auth
@@ -64,6 +65,10 @@ class Session(asyncio.Protocol):
         self.client_tls = False
         self.parameters: dict[str, str] = {}
         self.backend_pid = 0
+        # How the server reads this client's text, as its ParameterStatus messages report it.
+        self.client_encoding = "UTF8"
+        self.server_encoding: str | None = None
+        self.standard_conforming_strings = True
         self._closing = False
         self._draining = False
         self._client_framer = Framer(
@@ -203,6 +208,7 @@ class Session(asyncio.Protocol):
             if isinstance(packet, messages.StartupMessage):
                 self._startup_raw = frame.raw
                 self.parameters = dict(packet.parameters)
+                self.client_encoding = self.parameters.get("client_encoding", self.client_encoding)
                 return packet
             if isinstance(packet, messages.CancelRequest):
                 self._forward_cancel(frame.raw)
@@ -251,10 +257,11 @@ class Session(asyncio.Protocol):
             # Channel binding ties SCRAM to one TLS link; the proxy always makes two hops.
             self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
         self._upstream_handlers[Backend.BACKEND_KEY_DATA] = self._note_backend_key
+        self._upstream_handlers[Backend.PARAMETER_STATUS] = self._note_parameter
         pinned = cfg.auth.mode == "password" and cfg.auth.database
         database = cfg.auth.database if pinned else startup.database
         user = self.ctx.target.user if cfg.auth.mode == "password" else startup.user
-        if "replication" not in startup.parameters:
+        if not physical_replication(startup.parameters.get("replication")):
             await self._attach_guard(database, user)
         self.log.debug("session for user=%s database=%s", startup.user, database)
 
@@ -442,6 +449,29 @@ class Session(asyncio.Protocol):
         self.set_upstream_handler(Backend.AUTHENTICATION, None)
         return frame.raw
 
+    def _note_parameter(self, frame: Frame) -> bytes:
+        # Rare (login, and a change of a reported setting): no cost on the relay's hot path.
+        reader = messages.Reader(frame.body)
+        name = reader.cstring().decode("ascii", "replace")
+        note = _PARAMETER_NOTES.get(name)
+        if note is not None:
+            note(self, reader.cstring().decode("utf-8", "replace"))
+        return frame.raw
+
+    def _set_client_encoding(self, value: str) -> None:
+        self.client_encoding = value
+
+    def _set_server_encoding(self, value: str) -> None:
+        self.server_encoding = value
+
+    def _set_standard_conforming_strings(self, value: str) -> None:
+        self.standard_conforming_strings = value == "on"
+
+    @property
+    def sql_codec(self) -> SqlCodec:
+        """How the server reads this client's query text now (see `proxy.ddl.encoding`)."""
+        return codec_for(self.client_encoding, self.server_encoding)
+
     def set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None:
         """Look at upstream messages of type `code` (None: stop looking, just relay them)."""
         _set_handler(self._upstream_handlers, code, handler)
@@ -590,6 +620,30 @@ def _set_handler(handlers: dict[int, FrameHandler], code: int, handler: FrameHan
         handlers.pop(code, None)
     else:
         handlers[code] = handler
+
+
+_PARAMETER_NOTES: Final[dict[str, Callable[[Session, str], None]]] = {
+    "client_encoding": Session._set_client_encoding,
+    "server_encoding": Session._set_server_encoding,
+    "standard_conforming_strings": Session._set_standard_conforming_strings,
+}
+
+# Postgres's parse_bool: case-insensitive, and any unambiguous prefix of true/false/yes/no.
+_TRUE_WORDS: Final = ("true", "yes")
+_TRUE_EXACT: Final = frozenset({"on", "1"})
+
+
+def physical_replication(value: str | None) -> bool:
+    """Whether startup parameter `replication` opens a physical walsender, which runs no SQL.
+
+    `true`/`on`/`yes`/`1` do; `database` opens a logical walsender, which runs SQL and so
+    is guarded; `false`/`off`/`no`/`0` and no parameter at all open an ordinary session. A
+    value Postgres refuses ends the login anyway: guarding it costs nothing.
+    """
+    if value is None:
+        return False
+    word = value.lower()  # "database" is compared exactly: any other case is refused
+    return word in _TRUE_EXACT or any(w.startswith(word) for w in _TRUE_WORDS if word)
 
 
 class _Hold:

@@ -110,7 +110,7 @@ REJECTIONS = [
     ("ALTER TABLE {t} ADD COLUMN ok int4, DROP COLUMN title", "EX010", "Cannot drop column"),
     ("DROP TABLE {t}", "EX004", "Cannot drop electrified table"),
     ("DROP TABLE plain_{t}, {t}", "EX004", "Cannot drop electrified table"),
-    ("DO $$ BEGIN EXECUTE 'ALTER TABLE {t} DROP COLUMN title'; END $$", "EX013", "DO blocks"),
+    ("DO $$ BEGIN EXECUTE 'ALTER TABLE ' || '{t} DROP COLUMN title'; END $$", "EX013", "DO blocks"),
 ]
 
 

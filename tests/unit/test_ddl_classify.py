@@ -591,3 +591,154 @@ def test_split_agrees_with_the_parser(pieces: list[str], separator: str) -> None
     assert [StatementText(s.text, s.start) for s in statements] == split_statements(sql)
     for statement in statements:
         assert sql[statement.start : statement.start + len(statement.text)] == statement.text
+
+
+# -- text that cannot be read as the server reads it ----------------------------------------------
+
+_DEEP = 600
+
+
+@pytest.mark.parametrize(
+    ("sql", "sqlstate"),
+    [
+        ("ALTER TABLE t DROP COLUMN system_user", "42601"),  # reserved in pglast, not in Postgres 15
+        ("ALTER TABLE t ADD CHECK (" + "(" * _DEEP + "a" + " + 1)" * _DEEP + " > 0)", "54001"),
+        ("ALTER TABLE t ALTER a SET DEFAULT " + "(SELECT " * _DEEP + "1" + ")" * _DEEP, "54001"),
+        ("ALTER TABLE t ALTER a SET DEFAULT " + "abs(" * _DEEP + "1" + ")" * _DEEP, "54001"),
+        ("ALTER TABLE t ADD CHECK (" + "NOT " * 3 * _DEEP + "true)", "54001"),
+        ("ALTER TABLE t ADD CHECK (" + " + ".join(["a"] * 20000) + " > 1)", "54001"),
+        ("ALTER TABLE t DROP COLUMN c -- \udce9", "22021"),  # a byte that was not UTF-8
+    ],
+)
+def test_unreadable_text_is_unparsable(sql: str, sqlstate: str) -> None:
+    statements = classify(sql)
+    assert statements[-1].kind is Kind.UNPARSABLE
+    assert statements[-1].error is not None and statements[-1].error.sqlstate == sqlstate
+
+
+def test_deep_statement_leaves_its_neighbours_readable() -> None:
+    deep = "SELECT " + "(" * _DEEP + "1" + " + 1)" * _DEEP
+    statements = classify(f"CREATE TABLE x (a int); {deep}; DROP TABLE y")
+    assert [s.kind for s in statements] == [Kind.CREATE_TABLE, Kind.UNPARSABLE, Kind.DROP]
+    assert statements[1].text == deep
+    assert statements[1].error is not None and statements[1].error.sqlstate == "54001"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'a\\'; ALTER TABLE t DROP COLUMN c; --'",  # Postgres: one SELECT
+        "SELECT 'a\\''; ALTER TABLE t DROP COLUMN c; -- '",  # Postgres: a SELECT, then the ALTER
+        "COMMENT ON TABLE t IS 'back\\slash'",
+        "COMMENT ON TABLE t IS N'back\\slash'",
+    ],
+)
+def test_backslash_in_literal_without_standard_strings_is_unparsable(sql: str) -> None:
+    (statement,) = classify(sql, standard_conforming_strings=False)
+    assert statement.kind is Kind.UNPARSABLE
+    assert statement.error is not None and "standard_conforming_strings" in statement.error.message
+    assert statement.error.position == sql.index("'") + 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT E'a\\''; ALTER TABLE t DROP COLUMN c",  # escape strings read the same either way
+        "SELECT $$a\\$$; ALTER TABLE t DROP COLUMN c",
+        "SELECT 'plain'; ALTER TABLE t DROP COLUMN c -- \\",
+    ],
+)
+def test_backslash_outside_plain_literals_reads_the_same(sql: str) -> None:
+    off = classify(sql, standard_conforming_strings=False)
+    assert [s.kind for s in off] == [s.kind for s in classify(sql)] == [Kind.SELECT, Kind.ALTER_TABLE]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60), st.booleans())
+def test_classify_never_raises_in_either_string_mode(sql: str, standard: bool) -> None:
+    for statement in classify(sql, standard_conforming_strings=standard):
+        assert statement.kind is not Kind.UNPARSABLE or statement.error is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["(", ")", "'", "\\", "$$", "DO ", "BEGIN ", "END", ";", "E'", "--", "\n", "a", "/*"]
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_classify_never_raises_on_sql_fragments(parts: list[str], standard: bool) -> None:
+    classify("".join(parts), standard_conforming_strings=standard)
+    classify("DO $x$ " + "".join(parts) + " $x$", standard_conforming_strings=standard)
+
+
+# -- DO blocks ---------------------------------------------------------------------------------
+
+
+def test_do_block_carries_its_statements() -> None:
+    statement = one(
+        "DO $$ BEGIN ASSERT (SELECT 1) = 1; ALTER TABLE t DROP COLUMN c; EXECUTE 'DROP TABLE u'; END $$"
+    )
+    assert statement.do is not None and statement.do.readable
+    assert [(s.kind, s.text) for s in statement.do.statements] == [
+        (Kind.ALTER_TABLE, "ALTER TABLE t DROP COLUMN c"),
+        (Kind.DROP, "DROP TABLE u"),
+    ]
+    assert statement.ddl
+
+
+@pytest.mark.parametrize(
+    ("sql", "ddl"),
+    [
+        ("DO $$ BEGIN RAISE NOTICE 'x'; END $$", False),
+        ("DO $$ BEGIN UPDATE t SET a = 1; END $$", False),
+        ("DO $$ BEGIN CREATE INDEX ON t (a); END $$", True),
+        ("DO $$ BEGIN EXECUTE format('DROP TABLE %I', 't'); END $$", False),
+    ],
+)
+def test_do_block_is_ddl_when_it_runs_ddl(sql: str, ddl: bool) -> None:
+    assert one(sql).ddl is ddl
+
+
+def test_do_block_statements_are_read_a_few_levels_deep() -> None:
+    sql = "DROP TABLE t"
+    for level in range(6):
+        sql = f"DO $l{level}$ BEGIN {sql}; END $l{level}$"
+    statement = one(sql)
+    readable = []
+    while statement.do is not None and statement.do.statements:
+        readable.append(statement.do.readable)
+        (statement,) = statement.do.statements
+    assert statement.kind is Kind.DO and statement.do is not None
+    assert not statement.do.readable and len(readable) == 4
+
+
+def test_do_block_with_unparsable_statement_is_not_readable() -> None:
+    statement = one("DO $$ BEGIN ALTER TABLE system_user DROP COLUMN a; END $$")
+    assert statement.do is not None and not statement.do.readable
+    assert statement.do.reason == 'syntax error at or near "system_user"'
+
+
+def test_do_block_in_standard_strings_off() -> None:
+    (do,) = classify("DO $$ BEGIN PERFORM 'a\\'; END $$", standard_conforming_strings=False)
+    assert do.do is not None and not do.do.readable
+
+
+@pytest.mark.parametrize(
+    ("sql", "changes"),
+    [
+        ("SET client_encoding = 'LATIN1'", True),
+        ("SET NAMES 'SJIS'", True),
+        ("RESET client_encoding", True),
+        ("RESET ALL", True),
+        ("SELECT set_config('client_encoding', 'SJIS', false)", True),
+        ("DO $$ BEGIN END $$", True),
+        ("SET search_path = a", False),
+        ("SELECT 1", False),
+    ],
+)
+def test_may_change_client_encoding(sql: str, changes: bool) -> None:
+    assert one(sql).may_change_client_encoding is changes

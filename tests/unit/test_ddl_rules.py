@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.ddl.checks import conditional_checks
 from proxy.ddl.classify import Statement, classify
 from proxy.ddl.names import QualifiedName
 from proxy.ddl.rules import (
@@ -186,7 +187,7 @@ CASES: list[tuple[str, Verdict, str | None]] = [
     # one bad subcommand rejects the whole statement
     ("ALTER TABLE items ADD c int, DROP COLUMN d", Verdict.REJECT, "EX010"),
     ("ALTER TABLE items OWNER TO bob, ALTER a TYPE text", Verdict.REJECT, "EX009"),
-    ("DO $$ BEGIN END $$", Verdict.REJECT, "EX013"),
+    ("DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'items'; END $$", Verdict.REJECT, "EX013"),
     ("SELEC 1", Verdict.REJECT, "42601"),
     ("ELECTRIC ENABLE", Verdict.REJECT, "42601"),
 ]
@@ -246,7 +247,10 @@ def test_rules(sql: str, verdict: Verdict, code: str | None) -> None:
             "ALTER TABLE items SET SCHEMA other",
             'Cannot move electrified table "public"."items" to another schema',
         ),
-        ("DO $$ BEGIN END $$", "DO blocks are not allowed in migrations while tables are electrified"),
+        (
+            "DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'items'); END $$",
+            "DO blocks that run SQL the proxy cannot read are not allowed while tables are electrified",
+        ),
     ],
 )
 def test_messages(sql: str, message: str) -> None:
@@ -310,13 +314,88 @@ def test_names_resolve_through_the_callable() -> None:
     ],
 )
 def test_do_block_policy(any_electrified: bool, policy: Literal["reject", "allow"], verdict: Verdict) -> None:
-    (decision,) = decide("DO $$ BEGIN END $$", any_electrified=any_electrified, do_blocks=policy)
+    sql = "DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'items'; END $$"
+    (decision,) = decide(sql, any_electrified=any_electrified, do_blocks=policy)
     assert decision.verdict is verdict
 
 
 def test_multi_statement_text_is_decided_per_statement() -> None:
     verdicts = [d.verdict for d in decide("SELECT 1; ALTER TABLE items ADD c text; DROP TABLE items")]
     assert verdicts == [Verdict.ALLOW, Verdict.CAPTURE, Verdict.REJECT]
+
+
+# -- DO blocks, judged by the statements they run ----------------------------------------------
+
+# sqitch's verify and revert scripts, and everyday application code: no DDL on electrified tables.
+PLAIN_DO_BLOCKS = [
+    "DO $$ BEGIN END $$",
+    "DO $$ BEGIN RAISE NOTICE 'hello %', 1; END $$",
+    "DO $$ BEGIN ASSERT (SELECT count(*) FROM items) >= 0; END $$",
+    "DO $$ BEGIN ASSERT (SELECT has_table_privilege('items', 'select')); END $$",
+    "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'items') THEN "
+    "RAISE EXCEPTION 'missing items'; END IF; END $$",
+    "DO $$ DECLARE r record; BEGIN FOR r IN SELECT a FROM items LOOP "
+    "UPDATE items SET a = r.a + 1 WHERE a = r.a; END LOOP; END $$",
+    "DO $$ BEGIN PERFORM pg_sleep(0); INSERT INTO plain VALUES (1); DELETE FROM items WHERE false; END $$",
+    "DO $$ BEGIN EXECUTE 'UPDATE items SET a = 1 WHERE false'; END $$",
+    "DO $$ BEGIN CREATE TABLE fresh (a int); ALTER TABLE plain DROP COLUMN a; END $$",
+    "DO LANGUAGE plpgsql $body$ BEGIN DROP TABLE plain; END $body$",
+]
+
+
+@pytest.mark.parametrize("sql", PLAIN_DO_BLOCKS)
+def test_do_block_without_ddl_on_electrified_tables_passes(sql: str) -> None:
+    assert decide_one(sql).verdict is Verdict.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("sql", "code"),
+    [
+        ("DO $$ BEGIN ALTER TABLE items DROP COLUMN a; END $$", "EX010"),
+        ("DO $$ BEGIN EXECUTE 'DROP TABLE items'; END $$", "EX004"),
+        ("DO $$ BEGIN EXECUTE $q$ALTER TABLE items RENAME TO x$q$; END $$", "EX002"),
+        ("DO $$ BEGIN IF true THEN DROP TABLE plain, items; END IF; END $$", "EX004"),
+        ("DO $$ BEGIN PERFORM 1; EXCEPTION WHEN others THEN DROP TABLE items; END $$", "EX004"),
+        ("DO $a$ BEGIN DO $b$ BEGIN DROP TABLE items; END $b$; END $a$", "EX004"),
+        ("DO $$ DECLARE c refcursor; BEGIN OPEN c FOR EXECUTE 'DROP TABLE items'; END $$", "EX004"),
+        ("DO $$ BEGIN EXECUTE 'ALTER TABLE ' || 'items DROP COLUMN a'; END $$", "EX013"),
+        ("DO $$ DECLARE t text := 'items'; BEGIN EXECUTE format('DROP TABLE %I', t); END $$", "EX013"),
+        ("DO $$ DECLARE q text := 'DROP TABLE items'; BEGIN EXECUTE q; END $$", "EX013"),
+        ("DO LANGUAGE plperl $$ spi_exec_query('DROP TABLE items') $$", "EX013"),
+        ("DO $$ BEGIN ALTER TABLE items ENABLE ELECTRIC; END $$", "EX013"),  # does not parse
+        ("DO $$ BEGIN ALTER TABLE system_user DROP COLUMN a; END $$", "EX013"),  # pglast's grammar
+    ],
+)
+def test_do_block_judged_by_its_statements(sql: str, code: str) -> None:
+    decision = decide_one(sql)
+    assert decision.verdict is Verdict.REJECT
+    assert decision.error is not None and decision.error.sqlstate == code
+
+
+def test_readable_do_block_is_judged_whatever_the_policy() -> None:
+    # The policy is about DO blocks the guard cannot read; one it reads is plain SQL.
+    (decision,) = decide("DO $$ BEGIN DROP TABLE items; END $$", do_blocks="allow")
+    assert decision.verdict is Verdict.REJECT
+    assert decision.error is not None and decision.error.sqlstate == "EX004"
+
+
+def test_server_side_checks_reach_into_do_blocks() -> None:
+    (statement,) = classify("DO $$ BEGIN RAISE NOTICE 'x'; ALTER TABLE s.t DROP COLUMN a; END $$")
+    (check_,) = conditional_checks(statement)
+    assert (check_.kind, check_.schema, check_.name, check_.error.sqlstate) == ("relation", "s", "t", "EX010")
+
+
+def test_do_block_adding_a_column_is_captured() -> None:
+    decision = decide_one("DO $$ BEGIN ALTER TABLE items ADD COLUMN c text; RAISE NOTICE 'done'; END $$")
+    assert decision.verdict is Verdict.CAPTURE
+    assert decision.tables == (TableId("public", "items"),)
+    assert [c.name for c in decision.added_columns] == ["c"]
+
+
+def test_opaque_do_block_says_why() -> None:
+    error = decide_one("DO $$ BEGIN EXECUTE format('DROP TABLE %I', 'items'); END $$").error
+    assert error is not None and error.detail is not None
+    assert "EXECUTE format('DROP TABLE %I', 'items')" in error.detail
 
 
 def test_unparsable_keeps_the_parse_error() -> None:
