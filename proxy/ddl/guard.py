@@ -77,13 +77,18 @@ class SessionGuard:
     def electrified(self) -> bool:
         return self.shared.electrified_seen or self.view().any_electrified
 
-    def inspect(self, sql: str, *, prepared: bool = False) -> Plan:
-        """Judge `sql`, a Query's string or (`prepared`) a Parse's statement.
+    def inspect(self, sql: str, *, prepared: bool = False, standard_conforming_strings: bool = True) -> Plan:
+        """Judge `sql`, a Query's string or (`prepared`) a Parse's statement."""
+        return self.judge(
+            tuple(classify(sql, standard_conforming_strings=standard_conforming_strings)), prepared
+        )
+
+    def judge(self, statements: tuple[Statement, ...], prepared: bool = False) -> Plan:
+        """The plan for classified statements.
 
         A prepared statement may run long after it was parsed, when tables that were plain
         then are electrified: its checks are always computed, and run at every execution.
         """
-        statements = tuple(classify(sql))
         for stmt in statements:
             if isinstance(stmt.electric, electric.ElectricEnable):
                 self.shared.electrified_seen = True
@@ -113,9 +118,11 @@ class SessionGuard:
         return None
 
     def _do_block(self, stmt: Statement) -> GuardError | None:
+        if stmt.do is not None and stmt.do.readable:
+            return None  # judged by the statements it runs, like any others (see `checks`)
         if self.do_blocks == "allow" or self.database_guard() or not self.electrified():
             return None
-        return _do_block_error()
+        return _do_block_error(stmt)
 
 
 def _unreadable(stmt: Statement, cause: GuardError) -> GuardError:
@@ -129,12 +136,13 @@ def _unreadable(stmt: Statement, cause: GuardError) -> GuardError:
     )
 
 
-def _do_block_error() -> GuardError:
+def _do_block_error(stmt: Statement) -> GuardError:
+    why = f" ({stmt.do.reason})" if stmt.do is not None and stmt.do.reason else ""
     return GuardError(
         "DO blocks are not allowed in migrations while tables are electrified",
         sqlstate="EX013",
-        detail="The proxy cannot check the statements inside a DO block against the rules for "
-        "electrified tables, and no database-side guard (event triggers) is installed.",
+        detail=f"The proxy cannot read the statements this DO block runs{why}, so it cannot check them "
+        "against the rules for electrified tables, and no database-side guard (event triggers) is installed.",
         hint="Run the statements of the DO block as plain SQL statements instead.",
     )
 

@@ -29,7 +29,8 @@ from typing import Final, Protocol
 from proxy.ddl import capture, rewrite, versions
 from proxy.ddl.capture_state import MigrationState
 from proxy.ddl.checks import Check
-from proxy.ddl.classify import Statement
+from proxy.ddl.classify import Statement, undecodable
+from proxy.ddl.encoding import SqlCodec
 from proxy.ddl.guard import Plan, SessionGuard
 from proxy.ddl.prefilter import may_need_look, may_need_parse, may_write_version
 from proxy.ddl.splice import Splice, client_position
@@ -60,6 +61,15 @@ class Relay(Protocol):
     def hold_upstream(self, release: Callable[[list[Frame]], list[Frame]]) -> None: ...
     def inject(self, sql: str, done: Callable[[list[list[bytes | None]]], None]) -> None: ...
     def write_client(self, data: bytes) -> None: ...
+
+    @property
+    def sql_codec(self) -> SqlCodec: ...
+
+    @property
+    def client_encoding(self) -> str: ...
+
+    @property
+    def standard_conforming_strings(self) -> bool: ...
 
 
 def _call_group(call: str) -> bytes:
@@ -129,8 +139,7 @@ class GuardLink:
         # prepared statements. CommandComplete is watched only while one can.
         self._query_tagged = False
         self._tagged: set[bytes] = set()
-        self.decode: Callable[[bytes], str] = lambda raw: raw.decode("utf-8", "surrogateescape")
-        self.encode: Callable[[str], bytes] = lambda text: text.encode("utf-8", "surrogateescape")
+        self._encoding_unsure = False  # client_encoding may have changed since the last report
 
     def install(self) -> None:
         r = self.relay
@@ -177,16 +186,37 @@ class GuardLink:
         if not may_need_look(sql, self._version_tables):  # the peek's test, for split messages
             return flush + frame.raw if flush else frame.raw
         self.stats.statements_inspected["simple"] += 1
-        text = self.decode(sql)
-        plan = self.guard.inspect(text)
+        text, plan = self._inspect(sql)
         if plan.rejected is not None:
-            return flush + messages.query(self.encode(rewrite.raising_statement(plan.rejected)))
-        replacement = self._compose(text, plan)
+            return flush + messages.query(self._encoded(rewrite.raising_statement(plan.rejected)))
+        replacement = self._compose(text, plan) if text is not None else None
         if replacement is None:
             return flush + frame.raw if flush else frame.raw
         self._query_tagged = True
         self._watch_completions()
-        return flush + messages.query(self.encode(replacement))
+        return flush + messages.query(self._encoded(replacement))
+
+    def _encoded(self, sql: str) -> bytes:
+        """`sql` in the session's client encoding. What the proxy adds is ASCII or the client's
+        own text, so this cannot fail; UTF-8 is only a last resort."""
+        encoded = self.relay.sql_codec.encode(sql)
+        return encoded if encoded is not None else sql.encode("utf-8", "replace")
+
+    def _inspect(self, sql: bytes, *, prepared: bool = False) -> tuple[str | None, Plan]:
+        """The client's text, read as the server reads it, and the guard's plan for it. Text that
+        cannot be read in the session's encoding is judged as unreadable."""
+        relay = self.relay
+        # After a statement that may change client_encoding and before the server has said so
+        # (it reports at ReadyForQuery), only ASCII reads the same in both encodings.
+        unsure = self._encoding_unsure and not sql.isascii()
+        text = None if unsure else relay.sql_codec.decode(sql)
+        if text is None:
+            return None, self.guard.judge((undecodable(sql, relay.client_encoding),), prepared)
+        scs = relay.standard_conforming_strings
+        plan = self.guard.inspect(text, prepared=prepared, standard_conforming_strings=scs)
+        if any(s.may_change_client_encoding for s in plan.statements):
+            self._encoding_unsure = True
+        return text, plan
 
     def _compose(self, sql: str, plan: Plan) -> str | None:
         """The client's string with checks before statements, ELECTRIC statements replaced, one
@@ -262,10 +292,11 @@ class GuardLink:
             return frame.raw
         parse = messages.decode_parse(frame.body)
         self.stats.statements_inspected["extended"] += 1
-        text = self.decode(parse.query)
-        plan = self.guard.inspect(text, prepared=True)
+        text, plan = self._inspect(parse.query, prepared=True)
         if plan.rejected is not None:
             return self._reparse(parse, rewrite.raising_statement(plan.rejected))
+        if text is None:
+            return frame.raw
         if plan.ddl and self.capturing:
             batch.ddl[parse.name] = tuple(s for s in plan.statements if s.ddl)
             self._watch_batch()
@@ -294,7 +325,7 @@ class GuardLink:
         return None
 
     def _reparse(self, parse: messages.Parse, sql: str) -> bytes:
-        return messages.encode_parse(parse.name, self.encode(sql), parse.param_types)
+        return messages.encode_parse(parse.name, self._encoded(sql), parse.param_types)
 
     def _watch_batch(self, watching: bool = True) -> None:
         """Follow Bind/Execute/Sync while some prepared statement holds DDL or a version write;
@@ -327,7 +358,9 @@ class GuardLink:
             bind = versions.decode_bind(frame.body)
         except ProtocolError:
             return  # Postgres will refuse the Bind itself
-        sql = self.decode(parse.query)
+        sql = self.relay.sql_codec.decode(parse.query)
+        if sql is None:
+            return
         for write in self.versions.from_statement(sql, bind.params, bind.param_formats, parse.param_types):
             if write.version == versions.ALL_VERSIONS or self.migration.hold(write):
                 continue
@@ -412,7 +445,9 @@ class GuardLink:
         status = frame.raw[5]
         migration = self.migration
         if status == TransactionStatus.IDLE and migration.settled and not self._query_tagged:
+            self._encoding_unsure = False
             return frame.raw  # the common case, every query: nothing to settle
+        self._encoding_unsure = False
         self._shifts = []
         if self._query_tagged:
             self._query_tagged = False

@@ -343,3 +343,35 @@ def test_search_path_set_by_a_function_call_message(
     finally:
         wire.close()
     assert columns(direct, tables.s) == ["id", "v"]
+
+
+def test_text_after_an_encoding_change_in_the_same_batch_is_not_guessed(
+    direct: psycopg.Connection, proxy: RunningProxy, tables: Tables
+) -> None:
+    # The server reports the new client_encoding only at Sync; until then, non-ASCII text may
+    # mean something else to it than to the proxy, so the guard does not read it.
+    wire = WireClient(proxy.host, proxy.port, user="alice", password="alice-secret", database="app")
+    try:
+        statement = f"ALTER TABLE {tables.d}.t ADD COLUMN note text -- café"
+        wire.send(
+            parse_bind_execute("SET client_encoding = 'LATIN1'")
+            + messages.encode_parse(b"", statement.encode("latin-1"))
+            + messages.encode_bind(b"", b"")
+            + messages.message(ord("E"), b"\0\0\0\0\0")
+            + sync()
+        )
+        replies = wire.read_until(Backend.READY_FOR_QUERY)
+        errors = [messages.decode_error_fields(f.body) for f in replies if f.type == Backend.ERROR_RESPONSE]
+        assert [e["C"] for e in errors] == ["EX017"]
+        # The batch failed, so its SET was rolled back with it. Once the server has reported
+        # the new encoding, the same text reads fine and runs.
+        wire.send(messages.query("SET client_encoding = 'LATIN1'"))
+        wire.read_until(Backend.READY_FOR_QUERY)
+        wire.send(messages.query(statement.encode("latin-1")))
+        replies = wire.read_until(Backend.READY_FOR_QUERY)
+        assert Backend.ERROR_RESPONSE not in [f.type for f in replies], [
+            messages.decode_error_fields(f.body) for f in replies if f.type == Backend.ERROR_RESPONSE
+        ]
+    finally:
+        wire.close()
+    assert columns(direct, tables.d) == ["id", "v", "note"]

@@ -23,15 +23,6 @@ from tests.proxyfixtures import RunningProxy
 
 _names = itertools.count()
 
-# Waiting for the guard to read text in the session's encoding and string setting (the lead's
-# guard rewrite calls `proxy.ddl.encoding` and `classify(standard_conforming_strings=...)`).
-LEAD_WIRING = pytest.mark.xfail(
-    strict=True, reason="guard.inspect decodes with Session.sql_codec and passes the string setting"
-)
-# Waiting for SessionGuard._do_block to let a readable DO block (`stmt.do.readable`) through to
-# the conditional checks, which judge the statements it runs.
-DO_WIRING = pytest.mark.xfail(strict=True, reason="SessionGuard._do_block refuses readable DO blocks")
-
 
 @pytest.fixture
 def direct(pg: EmbeddedPostgres) -> Iterator[psycopg.Connection]:
@@ -176,7 +167,6 @@ def test_sjis_statement_hidden_behind_a_backslash_byte_is_refused(
     assert "title" in columns(direct, table)
 
 
-@LEAD_WIRING
 def test_latin1_ddl_is_judged_by_the_rules(
     client: psycopg.Connection, direct: psycopg.Connection, table: str
 ) -> None:
@@ -186,7 +176,6 @@ def test_latin1_ddl_is_judged_by_the_rules(
     assert "note" in columns(direct, table)
 
 
-@LEAD_WIRING
 def test_sjis_ddl_is_judged_by_the_rules(client: psycopg.Connection, table: str) -> None:
     client.execute("SET client_encoding = 'SJIS'")
     error = refused(client, f"SELECT E'ソ'; ALTER TABLE {table} DROP COLUMN title; --'")
@@ -203,7 +192,6 @@ def test_standard_strings_off_text_is_unreadable(
     assert statement.kind is Kind.UNPARSABLE
 
 
-@LEAD_WIRING
 def test_standard_strings_off_backslash_is_refused(
     client: psycopg.Connection, direct: psycopg.Connection, table: str
 ) -> None:
@@ -227,7 +215,6 @@ SQITCH_STYLE = [
 ]
 
 
-@DO_WIRING
 @pytest.mark.parametrize("protocol", ["simple", "extended"])
 @pytest.mark.parametrize("template", SQITCH_STYLE)
 def test_do_blocks_without_ddl_pass(
@@ -236,7 +223,6 @@ def test_do_blocks_without_ddl_pass(
     client.execute(template.format(t=table), binary=protocol == "extended")
 
 
-@DO_WIRING
 def test_do_block_data_fix_runs(client: psycopg.Connection, direct: psycopg.Connection, table: str) -> None:
     direct.execute(f"INSERT INTO {table} (id, n) VALUES (gen_random_uuid(), 1), (gen_random_uuid(), 2)")
     notices: list[str] = []
@@ -253,14 +239,10 @@ def test_do_block_data_fix_runs(client: psycopg.Connection, direct: psycopg.Conn
 @pytest.mark.parametrize(
     ("template", "code"),
     [
-        pytest.param("DO $$ BEGIN ALTER TABLE {t} DROP COLUMN title; END $$", "EX010", marks=DO_WIRING),
-        pytest.param(
-            "DO $$ BEGIN EXECUTE 'ALTER TABLE {t} DROP COLUMN title'; END $$", "EX010", marks=DO_WIRING
-        ),
-        pytest.param(
-            "DO $$ BEGIN IF true THEN EXECUTE 'DROP TABLE {t}'; END IF; END $$", "EX004", marks=DO_WIRING
-        ),
-        pytest.param("DO $a$ BEGIN DO $b$ BEGIN DROP TABLE {t}; END $b$; END $a$", "EX004", marks=DO_WIRING),
+        pytest.param("DO $$ BEGIN ALTER TABLE {t} DROP COLUMN title; END $$", "EX010"),
+        pytest.param("DO $$ BEGIN EXECUTE 'ALTER TABLE {t} DROP COLUMN title'; END $$", "EX010"),
+        pytest.param("DO $$ BEGIN IF true THEN EXECUTE 'DROP TABLE {t}'; END IF; END $$", "EX004"),
+        pytest.param("DO $a$ BEGIN DO $b$ BEGIN DROP TABLE {t}; END $b$; END $a$", "EX004"),
         ("DO $$ BEGIN EXECUTE format('ALTER TABLE %I DROP COLUMN title', '{t}'); END $$", "EX013"),
         ("DO $$ DECLARE q text := 'DROP TABLE {t}'; BEGIN EXECUTE q; END $$", "EX013"),
     ],
@@ -279,7 +261,6 @@ def test_do_blocks_with_forbidden_ddl_are_refused(
     assert "title" in columns(direct, table)
 
 
-@DO_WIRING
 def test_do_block_adding_a_column_passes_and_is_recorded(
     client: psycopg.Connection, direct: psycopg.Connection, table: str
 ) -> None:
