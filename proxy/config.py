@@ -59,17 +59,20 @@ class UpstreamConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    mode: str = "passthrough"
+    mode: str = "passthrough"  # passthrough | password | auth_query
     password: str = ""
     allow_md5: bool = False
     database: str = ""  # non-empty: pins the upstream database in password mode
     application_name: str = ""  # non-empty: pins the upstream application_name
+    failure_delay_ms: int = 250  # first failed login from an address answered this late, then doubled
+    failure_delay_max_ms: int = 5000
 
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
     cert_file: str = ""
     key_file: str = ""
+    client_mode: str = "allow"  # disable | allow | require (refuse plaintext clients)
 
     @property
     def enabled(self) -> bool:
@@ -430,7 +433,10 @@ _CHECKS: dict[str, _Check] = {
     "listen.max_message_bytes": _between(1024, MAX_MESSAGE_BYTES + 4),
     "upstream.url": _conninfo,
     "upstream.connect_timeout_ms": _POSITIVE,
-    "auth.mode": _one_of("passthrough", "password"),
+    "auth.mode": _one_of("passthrough", "password", "auth_query"),
+    "auth.failure_delay_ms": _between(0, 60000),
+    "auth.failure_delay_max_ms": _between(0, 60000),
+    "tls.client_mode": _one_of("disable", "allow", "require"),
     "metrics.address": _not_empty,
     "metrics.port": _PORT,
     "shutdown.drain_timeout_ms": _POSITIVE,
@@ -474,6 +480,9 @@ def _check_tls(settings: _Layer) -> None:
         raise _error(given, f"is set but {missing} is not; set both or neither", settings[given].source)
     for name in ("tls.cert_file", "tls.key_file"):
         _check_readable(name, settings[name])
+    mode = settings["tls.client_mode"]
+    if mode.value == "require" and not cert.value:
+        raise _error("tls.client_mode", "is require but no tls.cert_file is set", mode.source)
 
 
 def _check_readable(key: str, setting: _Setting) -> None:

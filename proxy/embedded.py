@@ -16,6 +16,7 @@ import importlib
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -31,6 +32,8 @@ from urllib.parse import quote
 
 import psycopg
 from psycopg import sql as pgsql
+
+from proxy.config import ListenConfig
 
 from proxy.errors import ConfigError, ProxyError
 
@@ -57,6 +60,18 @@ DEFAULT_SETTINGS: Final[Mapping[str, str]] = {
     "log_min_messages": "warning",
     "password_encryption": "scram-sha-256",
 }
+
+
+def embedded_listen_address(listen: ListenConfig) -> str:
+    """Where `serve` listens in front of an embedded Postgres: its superuser must not be on the
+    network by accident, so the built-in default 0.0.0.0 becomes loopback. Any other address
+    (e.g. `--listen [::]:65432`, or a host's own address) is taken as the operator's choice."""
+    return HOST if listen.address == ListenConfig().address else listen.address
+
+
+def random_password() -> str:
+    """The embedded superuser's password: printed once by `serve`, never stored."""
+    return secrets.token_urlsafe(18)
 
 
 class EmbeddedPostgresError(ProxyError):
@@ -215,7 +230,7 @@ class EmbeddedPostgres:
         bin_dir: Path | None = None,
         port: int | None = None,
         user: str = "postgres",
-        password: str = "postgres",
+        password: str | None = None,
         settings: Mapping[str, str] | None = None,
         hba_extra: Sequence[str] = (),
         ssl_cert: Path | None = None,
@@ -228,7 +243,7 @@ class EmbeddedPostgres:
         self._auto_port = port is None
         self.port = port if port is not None else _free_port()
         self.user = user
-        self.password = password
+        self.password = random_password() if password is None else password
         self._settings = dict(settings or {})
         self._hba_extra = list(hba_extra)
         self._ssl = (ssl_cert, ssl_key) if ssl_cert is not None and ssl_key is not None else None

@@ -24,6 +24,7 @@ from proxy import __version__
 CLIENT_STATES = ("startup", "idle", "active", "idle_in_transaction", "failed_transaction")
 REJECT_REASONS = ("max_connections", "draining", "startup_error", "protocol_error", "auth")
 CONNECT_ERRORS = ("refused", "timeout", "tls", "auth", "other")
+AUTH_MODES = ("password", "auth_query")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Stats:
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     upstream_connect_errors: Counter[str] = field(default_factory=Counter)
+    auth_failures: Counter[str] = field(default_factory=Counter)  # by auth mode: wrong passwords
     bytes_from_clients: int = 0
     bytes_to_clients: int = 0
     cancel_requests: int = 0
@@ -83,6 +85,13 @@ class StatsCollector(Collector):
             "reason",
             CONNECT_ERRORS,
             s.upstream_connect_errors,
+        )
+        yield _labelled_counter(
+            "electric_proxy_auth_failures",
+            "Failed logins to the proxy itself (password and auth_query modes), by mode.",
+            "mode",
+            AUTH_MODES,
+            s.auth_failures,
         )
         yield _counter("electric_proxy_received_bytes", "Bytes received from clients.", s.bytes_from_clients)
         yield _counter("electric_proxy_sent_bytes", "Bytes sent to clients.", s.bytes_to_clients)

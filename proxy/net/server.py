@@ -114,6 +114,7 @@ class ProxyServer:
         self.ctx.stats.ready = False
         if self.ctx.catalog is not None:
             await self.ctx.catalog.close()
+        await self.ctx.close()
 
 
 class _Refuse(asyncio.Protocol):
@@ -161,11 +162,12 @@ def _upstream_or_embedded(config: Config) -> Iterator[Config]:
     if config.upstream_configured:
         yield config
         return
-    from proxy.embedded import EmbeddedPostgres
+    from proxy.embedded import EmbeddedPostgres, embedded_listen_address
 
     logger.info("no upstream configured: starting an embedded throwaway Postgres")
     with EmbeddedPostgres() as pg:
         url = pg.url("postgres")
+        config = replace(config, listen=replace(config.listen, address=embedded_listen_address(config.listen)))
         port = config.listen.port
         host = "127.0.0.1" if config.listen.address in ("0.0.0.0", "::") else config.listen.address
         print(

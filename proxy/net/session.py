@@ -22,7 +22,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
 from proxy.catalog.cache import EMPTY_SNAPSHOT, capture_ready, checks_ready, database_guard_active
@@ -33,7 +33,7 @@ from proxy.net import auth
 from proxy.net.channel import FrameChannel, client_gone, upstream_gone
 from proxy.net.context import ProxyContext
 from proxy.net.guardlink import GuardLink
-from proxy.net.upstream import open_upstream
+from proxy.net.upstream import open_upstream, peer_certificate_hash
 from proxy.protocol import messages, scram
 from proxy.protocol.codes import AuthRequest, Backend, TransactionStatus
 from proxy.protocol.framer import Frame, Framer
@@ -238,24 +238,13 @@ class Session(asyncio.Protocol):
 
     async def _login(self, startup: messages.StartupMessage, *, startup_raw: bytes) -> None:
         cfg = self.ctx.config
-        if cfg.auth.mode == "password":
-            assert self.ctx.proxy_keys is not None
-            await auth.authenticate_client(
-                self._client_frames,
-                self._write_client,
-                user=startup.user,
-                method="md5" if cfg.auth.allow_md5 else "scram-sha-256",
-                keys=self.ctx.proxy_keys,
-                password=cfg.auth.password,
-                tls=self.client_tls,
-            )
-        await self._connect_upstream()
-        if cfg.auth.mode == "password":
-            await self._login_upstream(startup)
-        else:
-            self._write_upstream(startup_raw)
-            # Channel binding ties SCRAM to one TLS link; the proxy always makes two hops.
-            self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
+        self._refuse_plaintext()
+        try:
+            await _LOGINS[cfg.auth.mode](self, startup, startup_raw)
+        except AuthError:
+            await self._login_failed(cfg.auth.mode)
+            raise
+        self.ctx.throttle.succeeded(self._address())
         self._upstream_handlers[Backend.BACKEND_KEY_DATA] = self._note_backend_key
         self._upstream_handlers[Backend.PARAMETER_STATUS] = self._note_parameter
         pinned = cfg.auth.mode == "password" and cfg.auth.database
@@ -264,6 +253,111 @@ class Session(asyncio.Protocol):
         if not physical_replication(startup.parameters.get("replication")):
             await self._attach_guard(database, user)
         self.log.debug("session for user=%s database=%s", startup.user, database)
+
+    async def _login_failed(self, mode: str) -> None:
+        """Count a failed login to the proxy and answer it late: each failure from the same
+        address waits longer (context.LoginThrottle), which makes guessing slow."""
+        self.ctx.stats.auth_failures[mode] += 1
+        delay = self.ctx.throttle.failed(self._address())
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _refuse_plaintext(self) -> None:
+        if self.ctx.config.tls.client_mode == "require" and not self.client_tls:
+            # Postgres's answer when no hostssl rule matches a plaintext connection.
+            raise AuthError("the proxy accepts only TLS connections (SSL off)", sqlstate="28000")
+
+    def _address(self) -> str:
+        return self.peer.rpartition(":")[0] or self.peer
+
+    async def _login_passthrough(self, startup: messages.StartupMessage, startup_raw: bytes) -> None:
+        await self._connect_upstream()
+        self._write_upstream(startup_raw)
+        # Channel binding ties SCRAM to one TLS link; the proxy always makes two hops.
+        self._upstream_handlers[Backend.AUTHENTICATION] = self._strip_channel_binding
+
+    async def _login_password(self, startup: messages.StartupMessage, startup_raw: bytes) -> None:
+        cfg, target = self.ctx.config, self.ctx.target
+        assert self.ctx.proxy_keys is not None
+        await auth.authenticate_client(
+            self._client_frames,
+            self._write_client,
+            user=startup.user,
+            method="md5" if cfg.auth.allow_md5 else "scram-sha-256",
+            keys=self.ctx.proxy_keys,
+            password=cfg.auth.password,
+            tls=self.client_tls,
+            channel_binding=self._client_binding(),
+        )
+        await self._connect_upstream()
+        params = auth.upstream_parameters(
+            startup.parameters,
+            user=target.user,
+            database=cfg.auth.database,
+            application_name=cfg.auth.application_name,
+        )
+
+        def derive(salt: bytes, iterations: int) -> Awaitable[scram.ClientKeys]:
+            return self.ctx.keys.derive(target.password, salt, iterations)
+
+        await self._login_upstream(startup.version, params, derive, password=target.password)
+
+    async def _login_auth_query(self, startup: messages.StartupMessage, startup_raw: bytes) -> None:
+        lookup = self.ctx.verifiers
+        assert lookup is not None
+        keys = await lookup.keys(startup.user)
+        known = keys is not None
+        server = scram.ScramServer.from_keys(
+            keys or scram.mock_keys(self.ctx.mock_secret, startup.user),
+            channel_binding=self._client_binding(),
+        )
+        client_key = await auth.scram_server(self._client_frames, self._write_client, startup.user, server)
+        if not known or keys is None:
+            raise auth.failed(startup.user)  # unreachable in practice: no proof matches mock keys
+        await self._connect_upstream()
+        derive = auth.recovered_keys(keys, client_key)
+        await self._login_upstream(startup.version, dict(startup.parameters), derive, password=None)
+
+    def _client_binding(self) -> bytes | None:
+        return self.ctx.channel_binding if self.client_tls else None
+
+    async def _connect_upstream(self) -> None:
+        try:
+            self.upstream = await open_upstream(self.ctx.target, self)
+        except UpstreamError:
+            self.ctx.stats.upstream_connect_errors["refused"] += 1
+            raise
+        self.ctx.stats.upstream_connections += 1
+        self.upstream.set_write_buffer_limits(high=_HIGH_WATER)
+
+    async def _login_upstream(
+        self,
+        version: int,
+        params: dict[str, str],
+        derive: Callable[[bytes, int], Awaitable[scram.ClientKeys]],
+        *,
+        password: str | None,
+    ) -> None:
+        """Log in upstream as `params` say; the upstream must prove itself (auth.login_upstream)."""
+        target, upstream = self.ctx.target, self.upstream
+        assert upstream is not None
+        binding = peer_certificate_hash(upstream)
+        login = auth.UpstreamLogin(
+            user=params["user"],
+            derive=derive,
+            allowed=target.allowed_methods(tls=_on_tls(upstream), secret=password != ""),
+            password=password,
+            channel_binding=binding,
+        )
+        self._write_upstream(messages.encode_startup(version, params))
+        try:
+            early = await auth.login_upstream(self._upstream_frames, self._write_upstream, login)
+        except UpstreamError:
+            self.ctx.stats.upstream_connect_errors["auth"] += 1
+            raise
+        for frame in early:
+            self._write_client(frame.raw)
+        self._write_client(messages.authentication(AuthRequest.OK))
 
     async def _attach_guard(self, database: str, user: str) -> None:
         """Managed databases get the migration guard; any other is relayed untouched."""
@@ -299,35 +393,6 @@ class Session(asyncio.Protocol):
             meta=meta,
         )
         self.guard_link.install()
-
-    async def _connect_upstream(self) -> None:
-        try:
-            self.upstream = await open_upstream(self.ctx.target, self)
-        except UpstreamError:
-            self.ctx.stats.upstream_connect_errors["refused"] += 1
-            raise
-        self.ctx.stats.upstream_connections += 1
-        self.upstream.set_write_buffer_limits(high=_HIGH_WATER)
-
-    async def _login_upstream(self, startup: messages.StartupMessage) -> None:
-        cfg, target = self.ctx.config, self.ctx.target
-        params = auth.upstream_parameters(
-            startup.parameters,
-            user=target.user,
-            database=cfg.auth.database,
-            application_name=cfg.auth.application_name,
-        )
-        self._write_upstream(messages.encode_startup(startup.version, params))
-        try:
-            early = await auth.login_upstream(
-                self._upstream_frames, self._write_upstream, user=target.user, password=target.password
-            )
-        except UpstreamError:
-            self.ctx.stats.upstream_connect_errors["auth"] += 1
-            raise
-        for frame in early:
-            self._write_client(frame.raw)
-        self._write_client(messages.authentication(AuthRequest.OK))
 
     def _start_relay(self) -> None:
         """Switch from frames to bytes: replay what arrived early, then relay in callbacks."""
@@ -533,8 +598,8 @@ class Session(asyncio.Protocol):
 
         A client that sees PLUS on a plaintext link refuses it, and one that binds to the proxy's
         certificate would fail at the upstream. A libpq client on a TLS link to the proxy still
-        answers with the gs2 flag `y`, which an upstream on TLS rejects as a downgrade; such
-        clients need `channel_binding=disable`, or the proxy's password mode.
+        answers with the gs2 flag `y`, which an upstream on TLS rejects as a downgrade: with TLS on
+        both hops, use auth_query mode, where each hop has its own exchange.
         """
         request = messages.decode_authentication(frame.body)
         if request.request != AuthRequest.SASL:
@@ -613,6 +678,18 @@ class Session(asyncio.Protocol):
     def _write_upstream(self, data: bytes) -> None:
         if self.upstream is not None:
             self.upstream.write(data)
+
+
+_Login = Callable[[Session, messages.StartupMessage, bytes], Awaitable[None]]
+_LOGINS: Final[dict[str, _Login]] = {
+    "passthrough": Session._login_passthrough,
+    "password": Session._login_password,
+    "auth_query": Session._login_auth_query,
+}
+
+
+def _on_tls(transport: asyncio.BaseTransport) -> bool:
+    return transport.get_extra_info("ssl_object") is not None
 
 
 def _set_handler(handlers: dict[int, FrameHandler], code: int, handler: FrameHandler | None) -> None:

@@ -15,10 +15,13 @@ from typing import Protocol
 
 import psycopg.conninfo
 
+from proxy import tlsutil
 from proxy.errors import ProtocolError, UpstreamError
-from proxy.protocol import messages
+from proxy.protocol import messages, scram
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's `require_auth` methods that the proxy can answer (see `allowed_methods`).
+AUTH_METHODS = frozenset({"password", "md5", "scram-sha-256", "none"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class UpstreamTarget:
     sslmode: str
     sslrootcert: str
     connect_timeout: float
+    require_auth: frozenset[str] | None = None  # None: the proxy's default (`allowed_methods`)
 
     @property
     def address(self) -> str:
@@ -50,6 +54,7 @@ class UpstreamTarget:
             raise UpstreamError(f"invalid sslmode {sslmode!r} in the upstream URL")
         user = str(params.get("user") or "postgres")
         return cls(
+            require_auth=_require_auth(str(params.get("require_auth") or "")),
             host=host,
             port=int(str(params.get("port") or 5432).split(",")[0]),
             user=user,
@@ -59,6 +64,40 @@ class UpstreamTarget:
             sslrootcert=str(params.get("sslrootcert") or ""),
             connect_timeout=float(params.get("connect_timeout") or connect_timeout),
         )
+
+    def allowed_methods(self, *, tls: bool, secret: bool) -> frozenset[str]:
+        """The authentication requests the proxy answers on this upstream link.
+
+        By default: SCRAM always (the server must prove itself with its signature); a cleartext or
+        MD5 password only over TLS, where no eavesdropper reads it or replays the hash; no
+        authentication at all only when the proxy holds no secret for this role (a password in
+        the URL, or a client's SCRAM key), since a server that lets the proxy in without asking
+        proves nothing. The URL's `require_auth` (libpq's syntax: a list, or a list of `!method`)
+        replaces this default, over TLS or not.
+        """
+        if self.require_auth is not None:
+            return self.require_auth
+        allowed = {"scram-sha-256"}
+        if tls:
+            allowed |= {"password", "md5"}
+        if not secret:
+            allowed.add("none")
+        return frozenset(allowed)
+
+
+def _require_auth(text: str) -> frozenset[str] | None:
+    if not text:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    negated = {item[1:] for item in items if item.startswith("!")}
+    if negated and len(negated) != len(items):
+        raise UpstreamError("require_auth in the upstream URL mixes negated and plain methods")
+    names = negated or set(items)
+    unknown = names - AUTH_METHODS
+    if unknown:
+        method = sorted(unknown)[0]
+        raise UpstreamError(f"require_auth in the upstream URL names an unsupported method: {method}")
+    return frozenset(AUTH_METHODS - names if negated else names)
 
 
 class UpstreamPeer(Protocol):
@@ -114,24 +153,34 @@ class UpstreamProtocol(asyncio.Protocol):
 
 
 def tls_context(target: UpstreamTarget) -> ssl.SSLContext:
-    """The client-side TLS context libpq would build for this sslmode."""
+    """The client-side TLS context libpq would build for this sslmode (TLS 1.2 at least)."""
     verify = target.sslmode in ("verify-ca", "verify-full") or (
-        target.sslmode == "require" and target.sslrootcert
+        target.sslmode == "require" and bool(target.sslrootcert)
     )
-    context = ssl.create_default_context(cafile=target.sslrootcert or None)
-    context.check_hostname = target.sslmode == "verify-full"
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    return tlsutil.client_context(
+        cafile=target.sslrootcert or None, verify=verify, check_hostname=target.sslmode == "verify-full"
+    )
 
 
-def _server_hostname(host: str) -> str | None:
+def _server_hostname(host: str) -> str:
+    """The name verify-full checks: a DNS name (also sent as SNI) or an IP address, which the
+    ssl module matches against the certificate's IP SANs and never sends as SNI."""
     try:
-        ipaddress.ip_address(host)
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return host  # SNI, and the name verify-full checks
-    return None
+        return host
+
+
+def peer_certificate_hash(transport: asyncio.BaseTransport) -> bytes | None:
+    """tls-server-end-point binding data of the upstream's certificate, None without TLS."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    try:
+        return scram.certificate_hash(der)
+    except ValueError:
+        return None  # no hash for this signature algorithm: SCRAM without binding
 
 
 async def open_upstream(target: UpstreamTarget, peer: UpstreamPeer) -> asyncio.Transport:

@@ -10,8 +10,14 @@ SASLInitialResponse and SASLResponse)::
 
 Invariants:
 
-- No channel binding. The proxy never offers SCRAM-SHA-256-PLUS, so the client always sends
-  gs2 flag ``n`` (or ``y``: "I could bind but you did not offer it"); ``p=`` is refused.
+- Channel binding (``SCRAM-SHA-256-PLUS``) is ``tls-server-end-point`` only, the one type Postgres
+  speaks: the binding data is a hash of the server's certificate (`certificate_hash`). A server
+  built without binding data refuses gs2 flag ``p=``; one built with it refuses ``y`` (the client
+  could bind and thinks the server cannot: a downgrade), as Postgres does.
+- The client's key derivation (PBKDF2, the costly part) is a separate step: `ScramClient`
+  reads the server-first-message, the caller derives `ClientKeys` wherever it likes (off the
+  event loop, from a cache, or from a ClientKey recovered by `ScramServer.client_key`), and
+  `client_final` finishes the message.
 - Postgres ignores the client-first user name (the startup packet already named the role)
   and libpq sends it empty; both sides here accept any user name.
 - Malformed messages raise `ProtocolError`. Well-formed messages that fail a check (nonce,
@@ -42,8 +48,11 @@ from proxy.errors import AuthError, ProtocolError
 SCRAM_SHA_256: Final = "SCRAM-SHA-256"
 SCRAM_SHA_256_PLUS: Final = "SCRAM-SHA-256-PLUS"
 DEFAULT_ITERATIONS: Final = 4096
-# A server may pick any count; a huge one would pin the proxy's CPU for minutes per login.
-MAX_ITERATIONS: Final = 10_000_000
+# The most PBKDF2 rounds the proxy spends on one derivation (about 0.7 s of one core here; the
+# Postgres default is 4096): a server may ask for up to 2^31-1, which would pin a core for minutes
+# per login. Stored verifiers may hold more: checking a client's proof costs no PBKDF2.
+MAX_ITERATIONS: Final = 1_000_000
+_MAX_STORED_ITERATIONS: Final = 2**31 - 1
 NONCE_LENGTH: Final = 18  # raw bytes before base64, as libpq and the Postgres server use
 SALT_LENGTH: Final = 16  # Postgres's SCRAM_DEFAULT_SALT_LEN
 KEY_LENGTH: Final = 32  # SHA-256 output
@@ -138,11 +147,11 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _check_key_params(salt: bytes, iterations: int) -> None:
+def _check_key_params(salt: bytes, iterations: int, limit: int = MAX_ITERATIONS) -> None:
     if not salt:
         raise ValueError("SCRAM salt must not be empty")
-    if not 1 <= iterations <= MAX_ITERATIONS:
-        raise ValueError(f"SCRAM iteration count must be between 1 and {MAX_ITERATIONS}")
+    if not 1 <= iterations <= limit:
+        raise ValueError(f"SCRAM iteration count must be between 1 and {limit}")
 
 
 def _salted_password(password: bytes, salt: bytes, iterations: int) -> bytes:
@@ -170,6 +179,25 @@ def scram_keys(password: str, salt: bytes, iterations: int = DEFAULT_ITERATIONS)
         stored_key=_sha256(_hmac(salted, b"Client Key")),
         server_key=_hmac(salted, b"Server Key"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKeys:
+    """What a SCRAM client needs to log in and to check the server: ClientKey and ServerKey.
+
+    Derived from a password (`client_keys`), or made of a ClientKey recovered from another
+    client's proof and the ServerKey of the role's verifier (`ScramServer.client_key`).
+    """
+
+    client_key: bytes
+    server_key: bytes
+
+
+def client_keys(password: str, salt: bytes, iterations: int) -> ClientKeys:
+    """PBKDF2 and two HMACs: milliseconds of CPU, so callers run it off the event loop."""
+    _check_key_params(salt, iterations)
+    salted = _salted_password(_encode_password(password), salt, iterations)
+    return ClientKeys(client_key=_hmac(salted, b"Client Key"), server_key=_hmac(salted, b"Server Key"))
 
 
 def scram_verifier(password: str, salt: bytes, iterations: int = DEFAULT_ITERATIONS) -> str:
@@ -205,8 +233,65 @@ def parse_scram_verifier(verifier: str) -> ScramKeys:
     if not _is_decimal(iterations_text) or len(stored) != KEY_LENGTH or len(server) != KEY_LENGTH:
         raise ValueError("malformed SCRAM-SHA-256 verifier")
     iterations = int(iterations_text)
-    _check_key_params(salt, iterations)
+    _check_key_params(salt, iterations, _MAX_STORED_ITERATIONS)
     return ScramKeys(salt=salt, iterations=iterations, stored_key=stored, server_key=server)
+
+
+# ---------------------------------------------------------------------------------------------
+# Channel binding data: tls-server-end-point (RFC 5929), as Postgres computes it.
+# ---------------------------------------------------------------------------------------------
+
+CHANNEL_BINDING_TYPE: Final = "tls-server-end-point"
+
+# The hash named by the certificate's signature algorithm; MD5 and SHA-1 are upgraded to SHA-256
+# (RFC 5929 section 4.1). Algorithms with no single hash (Ed25519, RSA-PSS) have no binding.
+_SIGNATURE_HASHES: Final[dict[bytes, str]] = {
+    bytes.fromhex("2a864886f70d010104"): "sha256",  # md5WithRSAEncryption
+    bytes.fromhex("2a864886f70d010105"): "sha256",  # sha1WithRSAEncryption
+    bytes.fromhex("2a864886f70d01010b"): "sha256",  # sha256WithRSAEncryption
+    bytes.fromhex("2a864886f70d01010c"): "sha384",  # sha384WithRSAEncryption
+    bytes.fromhex("2a864886f70d01010d"): "sha512",  # sha512WithRSAEncryption
+    bytes.fromhex("2a8648ce3d040301"): "sha256",  # ecdsa-with-SHA1
+    bytes.fromhex("2a8648ce3d040302"): "sha256",  # ecdsa-with-SHA256
+    bytes.fromhex("2a8648ce3d040303"): "sha384",  # ecdsa-with-SHA384
+    bytes.fromhex("2a8648ce3d040304"): "sha512",  # ecdsa-with-SHA512
+}
+
+
+def _der_element(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of contents, end of contents) of the DER element at `offset`."""
+    if offset + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length = data[offset], data[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4 or start + count > len(data):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(data[start : start + count], "big")
+        start += count
+    if start + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, start, start + length
+
+
+def _signature_algorithm(certificate: bytes) -> bytes:
+    # Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm SEQUENCE { OID, ... }, ... }
+    _, body, _ = _der_element(certificate, 0)
+    _, _, tbs_end = _der_element(certificate, body)
+    _, algorithm, _ = _der_element(certificate, tbs_end)
+    tag, oid_start, oid_end = _der_element(certificate, algorithm)
+    if tag != 0x06:
+        raise ValueError("no signature algorithm OID")
+    return certificate[oid_start:oid_end]
+
+
+def certificate_hash(certificate: bytes) -> bytes:
+    """The tls-server-end-point binding data of a DER certificate; ValueError when it has none."""
+    name = _SIGNATURE_HASHES.get(_signature_algorithm(certificate))
+    if name is None:
+        raise ValueError("the certificate's signature algorithm has no tls-server-end-point hash")
+    return hashlib.new(name, certificate).digest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +360,7 @@ class _ClientFirst:
     gs2_header: str
     bare: str
     nonce: str
+    binding: str = "n"  # the gs2 flag: "n", "y" or "p"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,18 +378,19 @@ class _ClientFinal:
     proof: bytes
 
 
-def _parse_gs2_header(flag: str, authzid: str) -> None:
+def _parse_gs2_header(flag: str, authzid: str) -> str:
+    """The gs2 channel-binding flag: "n", "y", or "p" (binding of the one supported type)."""
     if flag.startswith("p="):
-        raise AuthError(
-            "SCRAM channel binding is not supported",
-            detail="The client selected SCRAM-SHA-256, but the message asks for channel binding.",
-        )
-    if flag not in ("n", "y"):
+        if flag[2:] != CHANNEL_BINDING_TYPE:
+            raise _unsupported(f"unsupported SCRAM channel-binding type {flag[2:40]!r}")
+        flag = "p"
+    elif flag not in ("n", "y"):
         raise _malformed("Unexpected channel-binding flag in client-first-message")
     if authzid.startswith("a="):
         raise _unsupported("client uses authorization identity, but it is not supported")
     if authzid:
         raise _malformed("Unexpected attribute in client-first-message")
+    return flag
 
 
 def _parse_client_first(data: bytes) -> _ClientFirst:
@@ -312,7 +399,7 @@ def _parse_client_first(data: bytes) -> _ClientFirst:
     authzid, sep, bare = rest.partition(",")
     if not sep:
         raise _malformed("Missing GS2 header in client-first-message")
-    _parse_gs2_header(flag, authzid)
+    binding = _parse_gs2_header(flag, authzid)
     parts = bare.split(",")
     if parts[0].startswith("m="):
         raise _unsupported("client requires an unsupported SCRAM extension")
@@ -320,7 +407,7 @@ def _parse_client_first(data: bytes) -> _ClientFirst:
         raise _malformed("Unexpected attributes in client-first-message")
     _attr(parts[0], "n", "client-first-message")  # ignored, as Postgres does
     nonce = _nonce(_attr(parts[1], "r", "client-first-message"), "client-first-message")
-    return _ClientFirst(gs2_header=text[: len(text) - len(bare)], bare=bare, nonce=nonce)
+    return _ClientFirst(gs2_header=text[: len(text) - len(bare)], bare=bare, nonce=nonce, binding=binding)
 
 
 def _parse_server_first(data: bytes) -> _ServerFirst:
@@ -402,21 +489,39 @@ def _enter(current: _Step, expected: _Step) -> _Step:
 
 
 class ScramClient:
-    """The proxy authenticating to an upstream Postgres with a password.
+    """The proxy authenticating to an upstream Postgres.
 
-    ``client_first_message()`` -> ``handle_server_first()`` -> ``verify_server_final()``.
+    ``client_first_message()`` -> ``read_server_first()`` -> ``client_final(keys)`` ->
+    ``verify_server_final()``; ``handle_server_first()`` does the middle two with the password
+    given at construction. With `channel_binding` (the upstream certificate's hash) the client
+    speaks ``SCRAM-SHA-256-PLUS``.
     """
 
-    def __init__(self, password: str, *, nonce: str | None = None, username: str = "") -> None:
-        self._password = _encode_password(password)
+    def __init__(
+        self,
+        password: str | None = None,
+        *,
+        nonce: str | None = None,
+        username: str = "",
+        channel_binding: bytes | None = None,
+    ) -> None:
+        self._password = None if password is None else _encode_password(password)
         self._nonce = _checked_nonce(nonce)
+        self._binding = channel_binding
+        self._gs2_header = GS2_HEADER if channel_binding is None else f"p={CHANNEL_BINDING_TYPE},,"
         self._client_first_bare = f"n={_escape_saslname(username)},r={self._nonce}"
+        self._server_first = _ServerFirst(nonce="", salt=b"", iterations=0)
+        self._server_first_text = ""
         self._server_signature = b""
         self._step = _Step.CLIENT_FIRST
 
     @property
     def nonce(self) -> str:
         return self._nonce
+
+    @property
+    def mechanism(self) -> str:
+        return SCRAM_SHA_256 if self._binding is None else SCRAM_SHA_256_PLUS
 
     @property
     def done(self) -> bool:
@@ -426,23 +531,38 @@ class ScramClient:
     def client_first_message(self) -> bytes:
         self._step = _enter(self._step, _Step.CLIENT_FIRST)
         self._step = _Step.SERVER_FIRST
-        return (GS2_HEADER + self._client_first_bare).encode()
+        return (self._gs2_header + self._client_first_bare).encode()
 
-    def handle_server_first(self, data: bytes) -> bytes:
-        """Check the server-first-message and return the client-final-message."""
+    def read_server_first(self, data: bytes) -> tuple[bytes, int]:
+        """Check the server-first-message; return the (salt, iterations) to derive keys with."""
         self._step = _enter(self._step, _Step.SERVER_FIRST)
         server_first = _parse_server_first(data)
         # The server must extend our nonce; an echo alone would let it replay old exchanges.
         if not (server_first.nonce.startswith(self._nonce) and len(server_first.nonce) > len(self._nonce)):
             raise AuthError("invalid SCRAM response: nonce mismatch")
-        salted = _salted_password(self._password, server_first.salt, server_first.iterations)
-        client_key = _hmac(salted, b"Client Key")
-        without_proof = f"c={_b64(GS2_HEADER.encode())},r={server_first.nonce}"
-        auth_message = _auth_message(self._client_first_bare, data.decode(), without_proof)
-        proof = _xor(client_key, _hmac(_sha256(client_key), auth_message))
-        self._server_signature = _hmac(_hmac(salted, b"Server Key"), auth_message)
+        self._server_first, self._server_first_text = server_first, data.decode()
+        self._step = _Step.CLIENT_FINAL
+        return server_first.salt, server_first.iterations
+
+    def client_final(self, keys: ClientKeys) -> bytes:
+        """The client-final-message, proved with `keys` (derived for the salt and count read)."""
+        self._step = _enter(self._step, _Step.CLIENT_FINAL)
+        binding = self._gs2_header.encode() + (self._binding or b"")
+        without_proof = f"c={_b64(binding)},r={self._server_first.nonce}"
+        auth_message = _auth_message(self._client_first_bare, self._server_first_text, without_proof)
+        proof = _xor(keys.client_key, _hmac(_sha256(keys.client_key), auth_message))
+        self._server_signature = _hmac(keys.server_key, auth_message)
         self._step = _Step.SERVER_FINAL
         return f"{without_proof},p={_b64(proof)}".encode()
+
+    def handle_server_first(self, data: bytes) -> bytes:
+        """Check the server-first-message and return the client-final-message (derives keys here)."""
+        if self._password is None:
+            raise ValueError("this client has no password: derive keys and call client_final()")
+        salt, iterations = self.read_server_first(data)
+        salted = _salted_password(self._password, salt, iterations)
+        keys = ClientKeys(_hmac(salted, b"Client Key"), _hmac(salted, b"Server Key"))
+        return self.client_final(keys)
 
     def verify_server_final(self, data: bytes) -> None:
         """Raise AuthError unless the server proved it knows the password too."""
@@ -459,12 +579,22 @@ class ScramClient:
         self._step = _Step.DONE
 
 
+def _negotiation_error(detail: str) -> ProtocolError:
+    return ProtocolError("SCRAM channel binding negotiation error", detail=detail)
+
+
 class ScramServer:
     """The proxy authenticating a client that speaks SCRAM-SHA-256 to it.
 
     ``handle_client_first()`` -> ``handle_client_final()``. The server does not know the
     role name (Postgres ignores the one in client-first), so a wrong password raises
     ``AuthError("password authentication failed")`` and the caller adds "for user …".
+
+    `channel_binding` is the hash of the certificate on the client's TLS link, when there is
+    one: the server then offers ``SCRAM-SHA-256-PLUS`` and refuses a client that says it could
+    bind but thinks the server cannot (gs2 flag ``y``). After success, `client_key` is the
+    ClientKey recovered from the client's proof, which logs in wherever the same verifier is
+    stored without the proxy ever knowing the password.
     """
 
     def __init__(
@@ -474,23 +604,33 @@ class ScramServer:
         salt: bytes | None = None,
         iterations: int = DEFAULT_ITERATIONS,
         nonce: str | None = None,
+        channel_binding: bytes | None = None,
     ) -> None:
         salt = secrets.token_bytes(SALT_LENGTH) if salt is None else salt
-        self._setup(scram_keys(password, salt, iterations), nonce)
+        self._setup(scram_keys(password, salt, iterations), nonce, channel_binding)
 
     @classmethod
-    def from_keys(cls, keys: ScramKeys, *, nonce: str | None = None) -> ScramServer:
+    def from_keys(
+        cls, keys: ScramKeys, *, nonce: str | None = None, channel_binding: bytes | None = None
+    ) -> ScramServer:
         """A server that holds only a stored verifier (see `parse_scram_verifier`)."""
         server = cls.__new__(cls)
-        server._setup(keys, nonce)
+        server._setup(keys, nonce, channel_binding)
         return server
 
-    def _setup(self, keys: ScramKeys, nonce: str | None) -> None:
+    def _setup(self, keys: ScramKeys, nonce: str | None, channel_binding: bytes | None) -> None:
         self._keys = keys
         self._nonce = _checked_nonce(nonce)
+        self._binding = channel_binding
         self._client_first = _ClientFirst(gs2_header="", bare="", nonce="")
         self._server_first = ""
+        self._client_key = b""
         self._step = _Step.CLIENT_FIRST
+
+    @property
+    def mechanisms(self) -> list[str]:
+        """What to list in AuthenticationSASL, preferred first."""
+        return [SCRAM_SHA_256] if self._binding is None else [SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
 
     @property
     def nonce(self) -> str:
@@ -506,22 +646,55 @@ class ScramServer:
         """True once the client has proved it knows the password."""
         return self._step is _Step.DONE
 
-    def handle_client_first(self, data: bytes) -> bytes:
-        """Check the client-first-message and return the server-first-message."""
+    @property
+    def client_key(self) -> bytes:
+        """The client's ClientKey, recovered from its proof (only once `done`)."""
+        if not self.done:
+            raise ValueError("the client has not proved its key yet")
+        return self._client_key
+
+    def handle_client_first(self, data: bytes, *, mechanism: str = SCRAM_SHA_256) -> bytes:
+        """Check the client-first-message sent under `mechanism`; return the server-first-message."""
         self._step = _enter(self._step, _Step.CLIENT_FIRST)
         self._client_first = _parse_client_first(data)
+        self._check_binding(self._client_first.binding, mechanism)
         self._server_first = (
             f"r={self._client_first.nonce}{self._nonce},s={_b64(self._keys.salt)},i={self._keys.iterations}"
         )
         self._step = _Step.CLIENT_FINAL
         return self._server_first.encode()
 
+    def _check_binding(self, flag: str, mechanism: str) -> None:
+        # Postgres's rules and wording (auth-scram.c, read_client_first_message).
+        plus = mechanism == SCRAM_SHA_256_PLUS
+        if plus and self._binding is None:
+            raise ProtocolError("client selected an invalid SASL authentication mechanism")
+        if plus and flag != "p":
+            raise _malformed(
+                "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include "
+                "channel binding data."
+            )
+        if not plus and flag == "p":
+            raise AuthError(
+                "SCRAM channel binding is not supported",
+                detail="The client selected SCRAM-SHA-256 without channel binding, but the SCRAM "
+                "message includes channel binding data.",
+            )
+        if flag == "y" and self._binding is not None:
+            raise _negotiation_error(
+                "The client supports SCRAM channel binding but thinks the server does not.  "
+                "However, this server does support channel binding."
+            )
+
     def handle_client_final(self, data: bytes) -> bytes:
         """Verify the client's proof and return the server-final-message."""
         self._step = _enter(self._step, _Step.CLIENT_FINAL)
         final = _parse_client_final(data)
-        # c= must repeat the gs2 header the client opened with, so a downgrade is detected.
-        if final.channel_binding != _b64(self._client_first.gs2_header.encode()):
+        # c= must repeat the gs2 header the client opened with (and the binding data when it
+        # bound), so a downgrade or a relayed exchange from another TLS link is detected.
+        binding = self._binding if self._client_first.binding == "p" else None
+        expected = self._client_first.gs2_header.encode() + (binding or b"")
+        if final.channel_binding != _b64(expected):
             raise AuthError("SCRAM channel binding check failed")
         if final.nonce != self._client_first.nonce + self._nonce:
             raise AuthError("SCRAM nonce mismatch")
@@ -529,8 +702,24 @@ class ScramServer:
         client_key = _xor(final.proof, _hmac(self._keys.stored_key, auth_message))
         if not hmac.compare_digest(_sha256(client_key), self._keys.stored_key):
             raise AuthError("password authentication failed")
+        self._client_key = client_key
         self._step = _Step.DONE
         return f"v={_b64(_hmac(self._keys.server_key, auth_message))}".encode()
+
+
+def mock_keys(secret: bytes, user: str) -> ScramKeys:
+    """Keys for a role that does not exist, stable per user name and proxy instance.
+
+    The exchange runs to the end and fails as a wrong password would, with the same salt on every
+    try, so a client cannot tell an unknown role from a known one (Postgres does the same).
+    """
+    seed = _hmac(secret, user.encode("utf-8", "surrogateescape"))
+    return ScramKeys(
+        salt=seed[:SALT_LENGTH],
+        iterations=DEFAULT_ITERATIONS,
+        stored_key=_hmac(seed, b"stored"),
+        server_key=_hmac(seed, b"server"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
