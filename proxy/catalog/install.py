@@ -52,7 +52,7 @@ INSTALL_LOCK_KEY: Final = 0x656C_6563_7472_6963
 SCHEMA_PLACEHOLDER: Final = "@extschema@"
 # The repeatable routine files, in the order they are applied: a file may use what the files
 # before it define. A new file is one more name here.
-ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit")
+ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit", "auth")
 # The NOLOGIN role that owns the catalog when the installing role may set one up (config
 # `catalog.owner_role`; see `ownership_mode` and sql/README.md, SECURITY MODEL).
 DEFAULT_OWNER_ROLE: Final = "electric_owner"
@@ -354,6 +354,7 @@ UNION ALL
 SELECT 'ROUTINE', p.oid::regprocedure::text
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace = %(schema)s::text::regnamespace AND p.proowner <> %(owner)s::text::regrole
+   AND p.proname <> 'auth_verifier'  -- reads pg_authid: stays a superuser's (routines/auth.sql)
 """
 
 # Roles other than the owner holding a privilege that writes: on tables anything but SELECT

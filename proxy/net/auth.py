@@ -257,6 +257,7 @@ class UpstreamLogin:
             raise UpstreamError("upstream offers no SASL mechanism the proxy supports")
         binding = self.channel_binding if scram.SCRAM_SHA_256_PLUS in offered else None
         self._scram = scram.ScramClient(channel_binding=binding)
+        logger.debug("upstream login as %s with %s", self.user, self._scram.mechanism)
         body = scram.encode_sasl_initial_response(self._scram.mechanism, self._scram.client_first_message())
         send(messages.message(Frontend.PASSWORD, body))
 
