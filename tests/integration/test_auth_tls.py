@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import socket
 import ssl
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from proxy.embedded import EmbeddedPostgres
+from proxy.protocol import messages, scram
+from proxy.protocol.codes import AuthRequest, Backend, Frontend, TransactionStatus
+from proxy.protocol.framer import Frame, Framer
 from proxy.tlsutil import generate_self_signed_cert
 from tests.pgfixtures import ALICE_PASSWORD, MD5_PASSWORD
 from tests.proxyfixtures import RunningProxy, server_error
@@ -150,3 +159,233 @@ def test_ssl_context_is_tls12_or_newer(start_proxy, tls_files: tuple[Path, Path]
     running = start_proxy(**{"tls.cert_file": str(cert), "tls.key_file": str(key)})
     assert running.server.ctx.tls is not None
     assert running.server.ctx.tls.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+# -- the upstream proves itself ----------------------------------------------------------------
+
+
+class FakeUpstream:
+    """A server that speaks just enough of the protocol to let anyone in: a man in the middle.
+
+    `script` names what it does after the startup packet; every message the proxy sends it is
+    kept in `received`.
+    """
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+        self.received: list[Frame] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, **params: str) -> str:
+        query = "&".join(f"{k}={v}" for k, v in {"sslmode": "disable", **params}.items())
+        return f"postgresql://alice:{ALICE_PASSWORD}@127.0.0.1:{self.port}/app?{query}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            with sock:
+                with contextlib.suppress(OSError, ConnectionError):
+                    self._session(sock)
+
+    def _session(self, sock: socket.socket) -> None:
+        framer = Framer(keep_all=True, startup=True)
+        frames: list[Frame] = []
+
+        def recv() -> Frame:
+            while not frames:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("closed")
+                frames.extend(f for f in framer.feed(data) if isinstance(f, Frame))
+            frame = frames.pop(0)
+            self.received.append(frame)
+            return frame
+
+        recv()  # the startup packet
+        steps = {
+            "trust": self._trust,
+            "scram-no-final": self._scram_no_final,
+            "scram-forged-final": self._scram_forged_final,
+            "cleartext": self._cleartext,
+            "md5": self._md5,
+        }
+        steps[self.script](sock, recv)
+        sock.sendall(
+            messages.message(Backend.BACKEND_KEY_DATA, struct.pack("!ii", 1, 2))
+            + messages.ready_for_query(TransactionStatus.IDLE)
+        )
+        recv()  # until the proxy hangs up
+
+    @staticmethod
+    def _ok(sock: socket.socket) -> None:
+        sock.sendall(messages.authentication(AuthRequest.OK))
+
+    def _trust(self, sock: socket.socket, recv: Callable[[], Frame]) -> None:
+        self._ok(sock)
+
+    def _scram_start(self, sock: socket.socket, recv: Callable[[], Frame]) -> None:
+        sock.sendall(
+            messages.authentication(AuthRequest.SASL, scram.encode_sasl_mechanisms(["SCRAM-SHA-256"]))
+        )
+        _, first = scram.parse_sasl_initial_response(bytes(recv().body))
+        client_nonce = first.decode().rpartition("r=")[2]
+        server_first = f"r={client_nonce}fake,s={base64.b64encode(b'salt').decode()},i=4096"
+        sock.sendall(messages.authentication(AuthRequest.SASL_CONTINUE, server_first.encode()))
+        recv()  # the client's proof, accepted whatever it is
+
+    def _scram_no_final(self, sock: socket.socket, recv: Callable[[], Frame]) -> None:
+        self._scram_start(sock, recv)
+        self._ok(sock)
+
+    def _scram_forged_final(self, sock: socket.socket, recv: Callable[[], Frame]) -> None:
+        self._scram_start(sock, recv)
+        forged = b"v=" + base64.b64encode(b"\x00" * 32)
+        sock.sendall(messages.authentication(AuthRequest.SASL_FINAL, forged))
+        self._ok(sock)
+
+    def _cleartext(self, sock: socket.socket, recv: Callable[[], Frame]) -> None:
+        sock.sendall(messages.authentication(AuthRequest.CLEARTEXT_PASSWORD))
+        recv()
+        self._ok(sock)
+
+    def _md5(self, sock: socket.socket, recv: Callable[[], Frame]) -> None:
+        sock.sendall(messages.authentication(AuthRequest.MD5_PASSWORD, b"salt"))
+        recv()
+        self._ok(sock)
+
+    def got_password(self) -> bool:
+        return any(frame.type == Frontend.PASSWORD for frame in self.received)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def fake_upstream() -> Iterator[Callable[[str], FakeUpstream]]:
+    started: list[FakeUpstream] = []
+
+    def start(script: str) -> FakeUpstream:
+        fake = FakeUpstream(script)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("scram-no-final", "without a valid SCRAM server signature"),
+        ("scram-forged-final", "upstream failed to prove itself: invalid SCRAM server signature"),
+        ("trust", "AuthenticationOk without asking for a password"),
+        ("cleartext", "a cleartext password on this link"),
+        ("md5", "an MD5 password on this link"),
+    ],
+)
+def test_upstream_that_lets_anyone_in_is_refused(
+    start_proxy, fake_upstream: Callable[[str], FakeUpstream], script: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    fake = fake_upstream(script)
+    running = start_proxy(
+        fake.url(), **{"auth.mode": "password", "auth.password": PROXY_PASSWORD, "guard.enabled": False}
+    )
+    error = server_error(running.url(password=PROXY_PASSWORD, sslmode="disable"))
+    assert message in str(error)
+    assert error.sqlstate in ("28000", "08006")  # type: ignore[attr-defined]
+    if script in ("cleartext", "md5"):
+        assert not fake.got_password()  # the password (or its hash) never left the proxy
+    assert running.stats.upstream_connect_errors["auth"] == 1
+
+
+def test_require_auth_in_the_url_allows_a_plaintext_password(
+    start_proxy, fake_upstream: Callable[[str], FakeUpstream]
+) -> None:  # type: ignore[no-untyped-def]
+    fake = fake_upstream("md5")
+    running = start_proxy(
+        fake.url(require_auth="md5"),
+        **{"auth.mode": "password", "auth.password": PROXY_PASSWORD, "guard.enabled": False},
+    )
+    with psycopg.connect(running.dsn(password=PROXY_PASSWORD)) as conn:
+        assert conn.info.backend_pid == 1
+    assert fake.got_password()
+
+
+def test_verify_full_checks_ip_sans(start_proxy, tls_files: tuple[Path, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dns_only, dns_only_key = generate_self_signed_cert(tmp_path, alt_names=["DNS:localhost"])
+    with EmbeddedPostgres(ssl_cert=dns_only, ssl_key=dns_only_key) as server:
+        server.create_role("alice", ALICE_PASSWORD)
+        url = f"postgresql://alice:{ALICE_PASSWORD}@127.0.0.1:{server.port}/postgres?sslmode=verify-full&sslrootcert={dns_only}"
+        running = start_proxy(url, **{"guard.enabled": False})
+        error = server_error(running.url(database="postgres", sslmode="disable"))
+        assert error.sqlstate == "08006"  # type: ignore[attr-defined]
+        assert "SSL connection to upstream server" in str(error) and "127.0.0.1" in str(error)
+    cert, key = tls_files  # IP:127.0.0.1 among its names
+    with EmbeddedPostgres(ssl_cert=cert, ssl_key=key) as server:
+        server.create_role("alice", ALICE_PASSWORD)
+        url = f"postgresql://alice:{ALICE_PASSWORD}@127.0.0.1:{server.port}/postgres?sslmode=verify-full&sslrootcert={cert}"
+        running = start_proxy(url, **{"guard.enabled": False})
+        with psycopg.connect(running.dsn(dbname="postgres")) as conn:
+            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (
+                True,
+            )
+
+
+# -- safe defaults -------------------------------------------------------------------------------
+
+
+def test_client_mode_require_refuses_plaintext(start_proxy, tls_files: tuple[Path, Path]) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tls_files
+    running = start_proxy(
+        **{"tls.cert_file": str(cert), "tls.key_file": str(key), "tls.client_mode": "require"}
+    )
+    error = server_error(running.url(sslmode="disable"))
+    assert error.sqlstate == "28000"  # type: ignore[attr-defined]
+    assert "only TLS" in str(error)
+    with psycopg.connect(running.dsn(sslmode="require")) as conn:
+        assert conn.pgconn.ssl_in_use
+
+
+def test_client_mode_disable_answers_n(start_proxy, tls_files: tuple[Path, Path]) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tls_files
+    running = start_proxy(
+        **{"tls.cert_file": str(cert), "tls.key_file": str(key), "tls.client_mode": "disable"}
+    )
+    with pytest.raises(psycopg.OperationalError, match="does not support SSL"):
+        psycopg.connect(running.dsn(sslmode="require"))
+
+
+def _tls_handshake(port: int, context: ssl.SSLContext) -> str:
+    """SSLRequest, then a handshake with `context`; returns the TLS version agreed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(messages.encode_ssl_request())
+        assert sock.recv(1) == b"S"
+        with context.wrap_socket(sock, server_hostname="localhost") as tls:
+            return str(tls.version())
+
+
+def test_client_tls_refuses_old_versions_and_weak_suites(start_proxy, tls_files: tuple[Path, Path]) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tls_files
+    running = start_proxy(**{"tls.cert_file": str(cert), "tls.key_file": str(key)})
+
+    def client(maximum: ssl.TLSVersion, ciphers: str | None = None) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.maximum_version = maximum
+        if ciphers:
+            context.set_ciphers(ciphers)
+        return context
+
+    assert _tls_handshake(running.port, client(ssl.TLSVersion.TLSv1_3)) == "TLSv1.3"
+    assert _tls_handshake(running.port, client(ssl.TLSVersion.TLSv1_2)) == "TLSv1.2"
+    # A CBC suite without AEAD, which Python's default server context would accept.
+    with pytest.raises(ssl.SSLError):
+        _tls_handshake(running.port, client(ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256"))
