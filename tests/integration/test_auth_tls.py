@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
+import re
 import socket
 import ssl
 import struct
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 
 from proxy.embedded import EmbeddedPostgres
+from proxy.net.server import free_port
 from proxy.protocol import messages, scram
 from proxy.protocol.codes import AuthRequest, Backend, Frontend, TransactionStatus
 from proxy.protocol.framer import Frame, Framer
@@ -473,3 +476,58 @@ def test_password_logins_do_not_stall_other_sessions(start_proxy, pg: EmbeddedPo
         raise AssertionError("query p99 during login storms: " + ", ".join(rounds))
     print("\nlogin storm p99 through the proxy: " + ", ".join(rounds))
     assert running.server.ctx.keys.derivations == 1  # one PBKDF2 for every login: the rest hit the cache
+
+
+def _non_loopback_address() -> str | None:
+    """An address of this host other than loopback, from the route a datagram would take."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.255", 9))  # TEST-NET-1: never contacted, only routed
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.slow
+def test_serve_without_upstream_is_loopback_only_with_a_random_password(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ELECTRIC_PROXY_", "PG")) and k != "DATABASE_URL"
+    }
+    env |= {"PG_PROXY_PORT": str(port), "ELECTRIC_PROXY_METRICS_ENABLED": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        while url is None:
+            line = proc.stderr.readline()
+            assert line, "serve exited before printing the URL"
+            if found := re.search(r"postgresql://(\w+):([^@]+)@(\S+?):(\d+)/\S+?'", line):
+                url = found.group(0).rstrip("'")
+                user, password, host = found.group(1, 2, 3)
+        assert (user, host) == ("postgres", "127.0.0.1") and password != "postgres" and len(password) >= 16
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not start listening"
+                assert proc.poll() is None
+                time.sleep(0.05)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 42").fetchone() == (42,)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url.replace(f":{password}@", ":postgres@"))
+        outside = _non_loopback_address()
+        if outside is not None:
+            with pytest.raises(OSError):
+                socket.create_connection((outside, port), timeout=2).close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
