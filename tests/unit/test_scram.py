@@ -17,12 +17,17 @@ from proxy.errors import AuthError, ProtocolError
 from proxy.protocol.scram import (
     MAX_ITERATIONS,
     SCRAM_SHA_256,
+    SCRAM_SHA_256_PLUS,
+    ClientKeys,
     ScramClient,
     ScramKeys,
     ScramServer,
+    certificate_hash,
+    client_keys,
     encode_sasl_initial_response,
     encode_sasl_mechanisms,
     format_scram_verifier,
+    mock_keys,
     parse_sasl_initial_response,
     parse_scram_verifier,
     sasl_mechanisms,
@@ -661,3 +666,150 @@ def test_fuzz_sasl_payloads(data: bytes) -> None:
     for parse in (parse_sasl_initial_response, sasl_mechanisms):
         with contextlib.suppress(ProtocolError):
             parse(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Channel binding (tls-server-end-point), split key derivation, ClientKey recovery.
+# ---------------------------------------------------------------------------------------------
+
+CERT_HASH = hashlib.sha256(b"certificate").digest()
+
+
+def _bound_exchange(
+    server_binding: bytes | None, client_binding: bytes | None, mechanism: str
+) -> ScramServer:
+    client = ScramClient("hunter2", nonce="cnonce", channel_binding=client_binding)
+    server = ScramServer.from_keys(FAST_KEYS, nonce="snonce", channel_binding=server_binding)
+    first = server.handle_client_first(client.client_first_message(), mechanism=mechanism)
+    client.verify_server_final(server.handle_client_final(client.handle_server_first(first)))
+    return server
+
+
+def test_plus_exchange_with_matching_binding() -> None:
+    server = _bound_exchange(CERT_HASH, CERT_HASH, SCRAM_SHA_256_PLUS)
+    assert server.done
+    assert server.mechanisms == [SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
+
+
+def test_plus_client_first_names_the_binding_type() -> None:
+    client = ScramClient("x", nonce="cnonce", channel_binding=CERT_HASH)
+    assert client.mechanism == SCRAM_SHA_256_PLUS
+    assert client.client_first_message() == b"p=tls-server-end-point,,n=,r=cnonce"
+
+
+def test_binding_to_another_certificate_is_refused() -> None:
+    # A client bound to a relaying attacker's certificate: its c= cannot match ours.
+    with pytest.raises(AuthError, match="channel binding check failed"):
+        _bound_exchange(CERT_HASH, hashlib.sha256(b"other").digest(), SCRAM_SHA_256_PLUS)
+
+
+def test_y_flag_is_a_downgrade_when_binding_is_offered() -> None:
+    server = ScramServer.from_keys(FAST_KEYS, channel_binding=CERT_HASH)
+    with pytest.raises(ProtocolError, match="channel binding negotiation error"):
+        server.handle_client_first(b"y,,n=,r=cnonce")
+
+
+def test_plain_mechanism_without_binding_still_works_when_plus_is_offered() -> None:
+    assert _bound_exchange(CERT_HASH, None, SCRAM_SHA_256).done  # asyncpg's case: flag n
+
+
+@pytest.mark.parametrize(
+    ("binding", "mechanism", "first", "error"),
+    [
+        (
+            None,
+            SCRAM_SHA_256_PLUS,
+            b"p=tls-server-end-point,,n=,r=c",
+            "invalid SASL authentication mechanism",
+        ),
+        (CERT_HASH, SCRAM_SHA_256_PLUS, b"n,,n=,r=c", "does not include channel binding data"),
+        (CERT_HASH, SCRAM_SHA_256, b"p=tls-server-end-point,,n=,r=c", "channel binding"),
+        (CERT_HASH, SCRAM_SHA_256_PLUS, b"p=tls-unique,,n=,r=c", "unsupported SCRAM channel-binding type"),
+    ],
+    ids=["plus-not-offered", "plus-without-data", "plain-with-data", "other-binding-type"],
+)
+def test_binding_negotiation_errors(binding: bytes | None, mechanism: str, first: bytes, error: str) -> None:
+    server = ScramServer.from_keys(FAST_KEYS, channel_binding=binding)
+    with pytest.raises((AuthError, ProtocolError)) as info:
+        server.handle_client_first(first, mechanism=mechanism)
+    assert error in f"{info.value.message} {info.value.detail}"
+
+
+def test_client_key_recovered_from_the_proof_logs_in_elsewhere() -> None:
+    """auth_query: the key a client proved with logs in to a second server with the same verifier."""
+    proxy_side = _bound_exchange(None, None, SCRAM_SHA_256)
+    upstream = ScramServer.from_keys(FAST_KEYS, nonce="upstream")
+    proxy_client = ScramClient(nonce="proxy")
+    first = upstream.handle_client_first(proxy_client.client_first_message())
+    salt, iterations = proxy_client.read_server_first(first)
+    assert (salt, iterations) == (FAST_KEYS.salt, FAST_KEYS.iterations)
+    keys = ClientKeys(client_key=proxy_side.client_key, server_key=FAST_KEYS.server_key)
+    proxy_client.verify_server_final(upstream.handle_client_final(proxy_client.client_final(keys)))
+    assert proxy_client.done and upstream.done
+    assert keys == client_keys("hunter2", b"fast-salt", 16)
+
+
+def test_client_key_is_unavailable_before_the_proof() -> None:
+    with pytest.raises(ValueError):
+        _ = _started().client_key
+
+
+def test_client_without_password_needs_derived_keys() -> None:
+    client = ScramClient(nonce="cnonce")
+    client.client_first_message()
+    with pytest.raises(ValueError):
+        client.handle_server_first(FAST_SERVER_FIRST)
+
+
+def test_wrong_server_signature_with_split_derivation() -> None:
+    client = ScramClient(nonce="cnonce")
+    client.client_first_message()
+    client.read_server_first(FAST_SERVER_FIRST)
+    client.client_final(ClientKeys(client_key=b"\1" * 32, server_key=b"\2" * 32))
+    with pytest.raises(AuthError, match="invalid SCRAM server signature"):
+        client.verify_server_final(b"v=" + base64.b64encode(b"\0" * 32))
+
+
+def test_iteration_cap_applies_to_derivation_not_to_stored_verifiers() -> None:
+    with pytest.raises(ValueError):
+        client_keys("pw", b"salt", MAX_ITERATIONS + 1)
+    stored = format_scram_verifier(ScramKeys(b"salt", 50_000_000, b"\0" * 32, b"\1" * 32))
+    assert parse_scram_verifier(stored).iterations == 50_000_000
+
+
+def test_mock_keys_are_stable_per_user_and_secret() -> None:
+    assert mock_keys(b"s", "ghost") == mock_keys(b"s", "ghost")
+    assert mock_keys(b"s", "ghost").salt != mock_keys(b"s", "phantom").salt
+    assert mock_keys(b"s", "ghost") != mock_keys(b"t", "ghost")
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    length = bytes([len(body)]) if len(body) < 128 else b"\x82" + len(body).to_bytes(2, "big")
+    return bytes([tag]) + length + body
+
+
+def _certificate(algorithm_oid: str) -> bytes:
+    tbs = _der(0x30, b"\x02\x01\x01" + b"\x00" * 200)  # long form length on purpose
+    algorithm = _der(0x30, _der(0x06, bytes.fromhex(algorithm_oid)))
+    return _der(0x30, tbs + algorithm + _der(0x03, b"\x00sig"))
+
+
+@pytest.mark.parametrize(
+    ("oid", "hash_name"),
+    [
+        ("2a8648ce3d040302", "sha256"),  # ecdsa-with-SHA256
+        ("2a864886f70d010105", "sha256"),  # sha1WithRSAEncryption: upgraded to SHA-256
+        ("2a864886f70d01010c", "sha384"),  # sha384WithRSAEncryption
+        ("2a8648ce3d040304", "sha512"),  # ecdsa-with-SHA512
+    ],
+)
+def test_certificate_hash_follows_the_signature_algorithm(oid: str, hash_name: str) -> None:
+    certificate = _certificate(oid)
+    assert certificate_hash(certificate) == hashlib.new(hash_name, certificate).digest()
+
+
+def test_certificate_hash_refuses_algorithms_without_one() -> None:
+    with pytest.raises(ValueError):
+        certificate_hash(_certificate("2b6570"))  # Ed25519
+    with pytest.raises(ValueError):
+        certificate_hash(b"\x30\x05\x30")  # truncated
