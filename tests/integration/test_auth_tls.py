@@ -21,6 +21,7 @@ import pytest
 
 from proxy.embedded import EmbeddedPostgres
 from proxy.net.server import free_port
+from proxy.net.upstream import UpstreamTarget, tls_context
 from proxy.protocol import messages, scram
 from proxy.protocol.codes import AuthRequest, Backend, Frontend, TransactionStatus
 from proxy.protocol.framer import Frame, Framer
@@ -531,3 +532,27 @@ def test_serve_without_upstream_is_loopback_only_with_a_random_password(tmp_path
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_password_mode_offers_channel_binding_on_its_tls(start_proxy, tls_files: tuple[Path, Path]) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tls_files
+    running = start_proxy(
+        **{
+            "auth.mode": "password",
+            "auth.password": PROXY_PASSWORD,
+            "tls.cert_file": str(cert),
+            "tls.key_file": str(key),
+        }
+    )
+    for binding in ("prefer", "require"):
+        dsn = running.dsn(password=PROXY_PASSWORD, sslmode="require", channel_binding=binding)
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("alice",)
+
+
+def test_upstream_tls_context_is_tls12_or_newer() -> None:
+    target = UpstreamTarget.from_url("postgresql://u@127.0.0.1/db?sslmode=verify-full")
+    context = tls_context(target)
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+    assert all("GCM" in c["name"] or "CHACHA20" in c["name"] for c in context.get_ciphers())
