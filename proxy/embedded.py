@@ -34,7 +34,6 @@ import psycopg
 from psycopg import sql as pgsql
 
 from proxy.config import ListenConfig
-
 from proxy.errors import ConfigError, ProxyError
 
 PG_BIN_ENV: Final = "ELECTRIC_PROXY_PG_BIN"

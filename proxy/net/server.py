@@ -167,7 +167,8 @@ def _upstream_or_embedded(config: Config) -> Iterator[Config]:
     logger.info("no upstream configured: starting an embedded throwaway Postgres")
     with EmbeddedPostgres() as pg:
         url = pg.url("postgres")
-        config = replace(config, listen=replace(config.listen, address=embedded_listen_address(config.listen)))
+        listen = replace(config.listen, address=embedded_listen_address(config.listen))
+        config = replace(config, listen=listen)
         port = config.listen.port
         host = "127.0.0.1" if config.listen.address in ("0.0.0.0", "::") else config.listen.address
         print(
