@@ -166,9 +166,9 @@ class ProxyContext:
             # Derived once: PBKDF2 with 4096 rounds costs milliseconds per login otherwise.
             self.proxy_keys = scram.scram_keys(auth.password, secrets.token_bytes(16))
         if auth.mode == "auth_query":
-            self.verifiers = VerifierLookup(
-                self.config.upstream.url, self.config.catalog.schema, self.target.connect_timeout
-            )
+            # The role that installs the catalog (and so the lookup function) runs the lookups.
+            conninfo = self.config.catalog.admin_url or self.config.upstream.url
+            self.verifiers = VerifierLookup(conninfo, self.config.catalog.schema, self.target.connect_timeout)
         if self.config.tls.client_mode == "disable":
             self.tls = None  # answer every SSLRequest with N
         if self.tls is not None:
