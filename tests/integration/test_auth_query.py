@@ -238,3 +238,31 @@ def test_lookup_function_installed_by_hand_for_a_non_superuser_role(
 def test_certificate_context_offers_plus(aq_proxy: RunningProxy) -> None:
     assert aq_proxy.server.ctx.channel_binding is not None
     assert isinstance(aq_proxy.server.ctx.tls, ssl.SSLContext)
+
+
+def test_admin_url_installs_and_looks_up(
+    start_proxy: Callable[..., RunningProxy], tls_pg: EmbeddedPostgres, tls_files: tuple[Path, Path]
+) -> None:
+    """An application role in the URL, a superuser in catalog.admin_url: the catalog is handed to
+    its owner role, and the lookup function stays with the superuser, who runs the lookups."""
+    cert, key = tls_files
+    tls_pg.execute("CREATE DATABASE admindb OWNER alice")
+    url = f"postgresql://alice:{ALICE_PASSWORD}@localhost:{tls_pg.port}/admindb?sslmode=verify-full&sslrootcert={cert}"
+    admin = superuser_url(tls_pg, cert).replace("/postgres?", "/admindb?")
+    running = start_proxy(
+        url,
+        **{
+            "auth.mode": "auth_query",
+            "catalog.admin_url": admin,
+            "tls.cert_file": str(cert),
+            "tls.key_file": str(key),
+        },
+    )
+    running.catalog_sees(lambda snapshot: True, database="admindb")
+    dsn = libpq_dsn(running, cert, sslmode="verify-full", user="bob", password=BOB_PASSWORD, dbname="admindb")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(UPSTREAM_STATE).fetchone() == ("bob", True)
+        owner = conn.execute(
+            "SELECT p.proowner::regrole::text FROM pg_catalog.pg_proc p WHERE p.proname = 'auth_verifier'"
+        ).fetchone()
+        assert owner == ("postgres",)
