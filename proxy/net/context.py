@@ -84,8 +84,9 @@ class KeyCache:
             self._entries.move_to_end(key)
         try:
             return await asyncio.shield(future)
-        except ValueError:
-            self._entries.pop(key, None)
+        except Exception:
+            if future.done():  # a failed derivation is not remembered
+                self._entries.pop(key, None)
             raise
 
 
