@@ -306,14 +306,14 @@ class Session(asyncio.Protocol):
         lookup = self.ctx.verifiers
         assert lookup is not None
         keys = await lookup.keys(startup.user)
-        known = keys is not None
+        # An unknown role gets the whole exchange with fake keys, and fails as a wrong password.
         server = scram.ScramServer.from_keys(
             keys or scram.mock_keys(self.ctx.mock_secret, startup.user),
             channel_binding=self._client_binding(),
         )
         client_key = await auth.scram_server(self._client_frames, self._write_client, startup.user, server)
-        if not known or keys is None:
-            raise auth.failed(startup.user)  # unreachable in practice: no proof matches mock keys
+        if keys is None:
+            raise auth.failed(startup.user)  # unreachable in practice: no proof matches fake keys
         await self._connect_upstream()
         derive = auth.recovered_keys(keys, client_key)
         await self._login_upstream(startup.version, dict(startup.parameters), derive, password=None)
