@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from proxy.embedded import EmbeddedPostgres
+from proxy.errors import UpstreamError
 from proxy.net.server import free_port
 from proxy.net.upstream import UpstreamTarget, tls_context
 from proxy.protocol import messages, scram
@@ -556,3 +557,25 @@ def test_upstream_tls_context_is_tls12_or_newer() -> None:
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
     assert all("GCM" in c["name"] or "CHACHA20" in c["name"] for c in context.get_ciphers())
+
+
+@pytest.mark.parametrize(
+    ("query", "tls", "secret", "allowed"),
+    [
+        ("", False, True, {"scram-sha-256"}),
+        ("", True, True, {"scram-sha-256", "password", "md5"}),
+        ("", False, False, {"scram-sha-256", "none"}),
+        ("?require_auth=md5", False, True, {"md5"}),
+        ("?require_auth=scram-sha-256,none", True, True, {"scram-sha-256", "none"}),
+        ("?require_auth=!password,!md5", False, True, {"scram-sha-256", "none"}),
+    ],
+)
+def test_upstream_auth_policy(query: str, tls: bool, secret: bool, allowed: set[str]) -> None:
+    target = UpstreamTarget.from_url("postgresql://u@127.0.0.1/db" + query)
+    assert target.allowed_methods(tls=tls, secret=secret) == allowed
+
+
+@pytest.mark.parametrize("value", ["md5,!password", "gss", "sspi"])
+def test_upstream_require_auth_refuses_what_it_cannot_honour(value: str) -> None:
+    with pytest.raises(UpstreamError, match="require_auth"):
+        UpstreamTarget.from_url(f"postgresql://u@127.0.0.1/db?require_auth={value}")
