@@ -12,11 +12,13 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from proxy import __version__
+from proxy.catalog import render
 from proxy.config import Config, load_config, parse_host_port, render_config
 from proxy.errors import CatalogError, ConfigError
 from proxy.log import configure_logging, scrub
@@ -28,13 +30,21 @@ if TYPE_CHECKING:
 
 PROG = "electric-proxy"
 EXIT_CONFIG = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a reader that went away
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say where the configuration and the upstream database are."""
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $ELECTRIC_PROXY_CONFIG)")
+    parser.add_argument(
+        "--upstream", metavar="URL", help="upstream Postgres URL or conninfo (default: $DATABASE_URL)"
+    )
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags every command that needs the configuration accepts."""
-    parser.add_argument("--config", metavar="PATH", help="config file (default: $ELECTRIC_PROXY_CONFIG)")
+    """The flags every command that needs the whole configuration accepts."""
+    add_database_arguments(parser)
     parser.add_argument("--listen", metavar="HOST:PORT", help="client listener address")
-    parser.add_argument("--upstream", metavar="URL", help="upstream Postgres URL or conninfo")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT", help="metrics and health address")
     parser.add_argument("--workers", metavar="N", help="number of worker processes")
 
@@ -55,18 +65,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
         overrides[key] = value
         sources[key] = flag
 
-    if args.listen is not None:
-        host, port = _address("--listen", args.listen)
+    # Commands that only read the catalog have no listener flags (add_database_arguments).
+    listen, metrics_listen, workers = (
+        getattr(args, k, None) for k in ("listen", "metrics_listen", "workers")
+    )
+    if listen is not None:
+        host, port = _address("--listen", listen)
         put("listen.address", host, "--listen")
         put("listen.port", port, "--listen")
-    if args.metrics_listen is not None:
-        host, port = _address("--metrics-listen", args.metrics_listen)
+    if metrics_listen is not None:
+        host, port = _address("--metrics-listen", metrics_listen)
         put("metrics.address", host, "--metrics-listen")
         put("metrics.port", port, "--metrics-listen")
     if args.upstream is not None:
         put("upstream.url", args.upstream, "--upstream")
-    if args.workers is not None:
-        put("listen.workers", args.workers, "--workers")
+    if workers is not None:
+        put("listen.workers", workers, "--workers")
     return load_config(args.config, overrides=overrides, override_sources=sources)
 
 
@@ -108,20 +122,25 @@ def _add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_listing_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    add_database_arguments(parser)
     _add_json_flag(parser)
 
 
 def _add_show_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    add_database_arguments(parser)
     parser.add_argument("migration", metavar="MIGRATION", help="a migration version, or else a migration id")
     _add_json_flag(parser)
 
 
 def _add_schema_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--at", metavar="VERSION", required=True, help="a migration version, or else a migration id"
+    add_database_arguments(parser)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--at", metavar="VERSION", help="a migration version, or else a migration id")
+    which.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("FROM", "TO"),
+        help="what changed between two migrations (versions, or else ids), object by object",
     )
     _add_json_flag(parser)
 
@@ -254,8 +273,13 @@ def _print_migration(migration: store.MigrationDetail) -> None:
             print(f"       {line}")
     print("objects")
     for item in migration["objects"]:
-        kind = item["kind"] if item["definition"] is not None else f"{item['object_type']} (gone)"
-        print(f"  {kind} {item['schema']}.{item['name']}")
+        identity = render.qualified(item["schema"], item["name"])
+        if item["definition"] is None:
+            print(f"  {item['object_type']} {identity}: gone")
+            continue
+        print(f"  {item['kind']} {identity}")
+        for line in render.render(item["definition"]).splitlines():
+            print(f"    {line}")
 
 
 def _electrified(args: argparse.Namespace) -> None:
@@ -275,6 +299,9 @@ def _electrified(args: argparse.Namespace) -> None:
 
 
 def _schema(args: argparse.Namespace) -> None:
+    if args.diff is not None:
+        _schema_diff(args, args.diff[0], args.diff[1])
+        return
     from proxy.catalog import store
 
     version: str = args.at
@@ -282,37 +309,38 @@ def _schema(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(snapshot)
         return
-    print(f"schema after migration {snapshot['migration_id']} (version {snapshot['version']})")
+    print(f"-- schema after migration {snapshot['migration_id']} (version {snapshot['version']})")
     for item in snapshot["objects"]:
-        print(f"{item['kind']} {item['schema']}.{item['name']}  (as of {item['migration_version']})")
-        for line in _definition_lines(item["definition"]):
-            print(f"  {line}")
+        identity = render.qualified(item["schema"], item["name"])
+        print(f"\n-- {item['kind']} {identity}, as of {item['migration_version']}")
+        print(render.render(item["definition"]))
 
 
-def _definition_lines(definition: dict[str, Any]) -> list[str]:
-    """A readable summary of a recorded definition (the JSON output has all of it)."""
-    lines: list[str] = []
-    for column in definition.get("columns", []):
-        words = [column["name"], column["type"]]
-        if column.get("not_null"):
-            words.append("NOT NULL")
-        if column.get("default") is not None:
-            words.append(f"DEFAULT {column['default']}")
-        if column.get("identity") is not None:
-            words.append(f"GENERATED {column['identity'].upper()} AS IDENTITY")
-        if column.get("generated") is not None:
-            words.append(f"GENERATED ALWAYS AS ({column['generated']}) STORED")
-        lines.append(" ".join(words))
-    lines.extend(f"CONSTRAINT {c['name']} {c['definition']}" for c in definition.get("constraints", []))
-    lines.extend(index["definition"] for index in definition.get("indexes", []))
-    for key in ("definition", "query", "partition_key"):
-        if isinstance(definition.get(key), str):
-            lines.append(definition[key])
-    if definition.get("labels") is not None:
-        lines.append("labels: " + ", ".join(definition["labels"]))
-    if definition.get("electrified"):
-        lines.append("electrified")
-    return lines
+def _schema_diff(args: argparse.Namespace, first: str, second: str) -> None:
+    from proxy.catalog import store
+
+    def read(conn: psycopg.Connection[Any], schema: str) -> tuple[store.SchemaAt, store.SchemaAt]:
+        return store.schema_at(conn, first, schema), store.schema_at(conn, second, schema)
+
+    before, after = _read_catalog(args, read)
+    changes = render.diff(render.keyed(before["objects"]), render.keyed(after["objects"]))
+    if args.json:
+        _print_json(
+            {
+                "from": {"migration_id": before["migration_id"], "version": before["version"]},
+                "to": {"migration_id": after["migration_id"], "version": after["version"]},
+                "changes": [change.as_json() for change in changes],
+            }
+        )
+        return
+    print(
+        f"-- from migration {before['migration_id']} ({before['version']}) "
+        f"to migration {after['migration_id']} ({after['version']})"
+    )
+    if not changes:
+        print("no changes")
+    for line in render.diff_lines(changes):
+        print(line)
 
 
 class Command(NamedTuple):
@@ -336,7 +364,9 @@ COMMANDS: dict[str, Command] = {
         _catalog_command(_electrified), "list the electrified tables", _add_listing_arguments
     ),
     "schema": Command(
-        _catalog_command(_schema), "the recorded schema as of a migration", _add_schema_arguments
+        _catalog_command(_schema),
+        "the recorded schema as of a migration, or what changed between two",
+        _add_schema_arguments,
     ),
 }
 
@@ -357,6 +387,18 @@ def _exit_code(code: object) -> int:
     return code if isinstance(code, int) else 1
 
 
+def _closed_stdout() -> int:
+    """The reader went away (`history | head`): stop quietly, as `cat` does. Python would
+    report the broken pipe again when it flushes stdout at exit, so stdout points at
+    /dev/null from here on."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is not a real file (tests capture it): nothing will be flushed to it
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -368,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return COMMANDS[args.command].handler(args)
+    except BrokenPipeError:
+        return _closed_stdout()
     except ConfigError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG

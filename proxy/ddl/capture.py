@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from proxy.ddl.classify import Statement
+from proxy.ddl.names import QualifiedName
 from proxy.ddl.rewrite import literal
 from proxy.protocol.codes import Backend
 from proxy.protocol.framer import Frame
@@ -37,13 +38,80 @@ _INJECTED_REPLIES: Final = (
 )
 
 
+# Words that open a command tag before the object type: "CREATE TABLE" names a "table".
+_VERBS: Final = ("CREATE ", "ALTER ", "DROP ", "COMMENT ON ", "SECURITY LABEL ON ", "REFRESH ")
+# Types whose ALTER names the relation that holds what changed (columns, constraints, ...).
+_RELATION_TYPES: Final = frozenset(
+    {
+        "OBJECT_TABLE",
+        "OBJECT_INDEX",
+        "OBJECT_VIEW",
+        "OBJECT_MATVIEW",
+        "OBJECT_SEQUENCE",
+        "OBJECT_FOREIGN_TABLE",
+    }
+)
+
+
+_SUB_OBJECTS: Final = frozenset({"OBJECT_COLUMN", "OBJECT_TABCONSTRAINT", "OBJECT_ATTRIBUTE"})
+
+
+def _type_word(object_type: str) -> str:
+    """'OBJECT_MATVIEW' -> 'matview': the catalog normalises the rest (schema.sql)."""
+    return object_type.removeprefix("OBJECT_").replace("_", " ").lower()
+
+
+def _tag_type(tag: str) -> str:
+    """The object type a command tag names: 'CREATE TABLE' -> 'table', 'ALTER INDEX' -> 'index'."""
+    for verb in _VERBS:
+        if tag.startswith(verb):
+            return tag.removeprefix(verb).removesuffix(" AS").lower()
+    return tag.lower()
+
+
+def statement_objects(stmt: Statement) -> list[dict[str, str | None]]:
+    """The objects a statement touches, each with the type of object it is (not the verb: the
+    catalog reads the definition of a "table" or an "index", not of a "create table").
+
+    CREATE INDEX touches its table and the index; a relation renamed is touched under both
+    names (the old one is gone, the new one exists).
+    """
+    named = [(o, _object_type(stmt)) for o in stmt.objects]
+    if stmt.index is not None and stmt.index.name is not None:
+        named.append((QualifiedName(stmt.index.table.schema, stmt.index.name), "index"))
+    rename = stmt.rename
+    if rename is not None and rename.relation is not None and rename.rename_type in _RELATION_TYPES:
+        named.append((QualifiedName(rename.relation.schema, rename.newname), _type_word(rename.rename_type)))
+    if stmt.set_schema is not None and stmt.set_schema.relation is not None:
+        moved = QualifiedName(stmt.set_schema.new_schema, stmt.set_schema.relation.name)
+        named.append((moved, _type_word(stmt.set_schema.object_type)))
+    return [{"schema": o.schema, "name": o.name, "type": kind} for o, kind in named]
+
+
+def _object_type(stmt: Statement) -> str:
+    """The type of the objects a statement names, by the most precise fact the classifier has."""
+    if stmt.drop is not None:
+        return _type_word(stmt.drop.remove_type)
+    if stmt.alter is not None:
+        return _type_word(stmt.alter.object_type)
+    if stmt.rename is not None:
+        rename = stmt.rename
+        if rename.rename_type not in _SUB_OBJECTS:
+            return _type_word(rename.rename_type)
+        # RENAME COLUMN/CONSTRAINT change their relation. The parser leaves relation_type at its
+        # enum's first value (access method) when the statement did not say (RENAME CONSTRAINT).
+        unset = rename.relation_type in (None, "OBJECT_ACCESS_METHOD")
+        return "table" if unset else _type_word(rename.relation_type or "")
+    if stmt.index is not None or stmt.electric is not None:
+        return "table"  # CREATE INDEX names its table first; ELECTRIC statements name a table
+    return _tag_type(stmt.tag)
+
+
 def statement_record(stmt: Statement) -> dict[str, object]:
-    kind = stmt.drop.remove_type if stmt.drop is not None else stmt.kind.lower()
-    objects = [{"schema": o.schema, "name": o.name, "type": kind} for o in stmt.objects]
     return {
         "sql": stmt.text,
         "tag": stmt.tag or (stmt.electric.tag if stmt.electric else ""),
-        "objects": objects,
+        "objects": statement_objects(stmt),
     }
 
 

@@ -173,7 +173,9 @@ def _upstream_or_embedded(config: Config) -> Iterator[Config]:
         host = "127.0.0.1" if config.listen.address in ("0.0.0.0", "::") else config.listen.address
         print(
             "electric-proxy: embedded Postgres ready; connect through the proxy with\n"
-            f"  psql 'postgresql://{pg.user}:{pg.password}@{host}:{port}/postgres'",
+            f"  psql 'postgresql://{pg.user}:{pg.password}@{host}:{port}/postgres'\n"
+            "and read the recorded migrations with\n"
+            f"  electric-proxy history --upstream '{url}'",
             file=sys.stderr,
             flush=True,
         )

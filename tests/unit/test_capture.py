@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.ddl.capture import capture_call, drop_injected_tail
+from proxy.ddl.capture import capture_call, drop_injected_tail, statement_objects
 from proxy.ddl.classify import classify
 from proxy.protocol import messages
 from proxy.protocol.codes import Backend
@@ -68,3 +68,27 @@ def test_capture_call_is_one_statement_whatever_the_text() -> None:
     stmt = classify("COMMENT ON TABLE t IS $$'); DROP TABLE t; --$$")[0]
     call = capture_call([stmt], {"application_name": "x'); DROP TABLE y; --"})
     assert parse_sql_json(call).count('"stmt"') == 1
+
+
+def objects(sql: str) -> list[tuple[str | None, str, str | None]]:
+    return [(o["schema"], o["name"], o["type"]) for o in statement_objects(classify(sql)[0])]
+
+
+def test_objects_carry_their_type_not_the_verb() -> None:
+    """The catalog reads definitions of tables and indexes: 'create table' would be dropped."""
+    assert objects("CREATE TABLE s.t (id int)") == [("s", "t", "table")]
+    assert objects("ALTER TABLE t ADD COLUMN b int") == [(None, "t", "table")]
+    assert objects("DROP TABLE t, s.u") == [(None, "t", "table"), ("s", "u", "table")]
+    assert objects("CREATE SEQUENCE sq") == [(None, "sq", "sequence")]
+    assert objects("ALTER TABLE t ENABLE ELECTRIC") == [(None, "t", "table")]
+
+
+def test_create_index_touches_its_table_and_itself() -> None:
+    assert objects("CREATE UNIQUE INDEX ix ON s.t (a)") == [("s", "t", "table"), ("s", "ix", "index")]
+
+
+def test_renamed_relations_are_touched_under_both_names() -> None:
+    assert objects("ALTER TABLE t RENAME TO u") == [(None, "t", "table"), (None, "u", "table")]
+    assert objects("ALTER INDEX s.ix RENAME TO iy") == [("s", "ix", "index"), ("s", "iy", "index")]
+    assert objects("ALTER TABLE t RENAME CONSTRAINT c TO d") == [(None, "t", "table")]
+    assert objects("ALTER TABLE t SET SCHEMA s") == [(None, "t", "table"), ("s", "t", "table")]

@@ -274,3 +274,26 @@ def test_configure_logging_rejects_unknown_names() -> None:
         configure_logging("verbose", "text")
     with pytest.raises(ConfigError):
         configure_logging("info", "xml")
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        (["history"], {"--config", "--upstream", "--json"}),
+        (["electrified"], {"--config", "--upstream", "--json"}),
+        (["show", "1"], {"--config", "--upstream", "--json"}),
+        (["schema"], {"--config", "--upstream", "--json", "--at", "--diff"}),
+    ],
+)
+def test_catalog_commands_offer_only_the_flags_they_use(
+    command: list[str], flags: set[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([command[0], "--help"]) == 0
+    out = capsys.readouterr().out
+    offered = {word.rstrip(",") for word in out.split() if word.startswith("--")}
+    assert offered == flags | {"--help"}
+
+
+def test_schema_takes_at_or_diff_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["schema", "--at", "1", "--diff", "1", "2"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
