@@ -195,3 +195,41 @@ def test_killed_mid_migration_leaves_nothing_half_recorded(
         ).fetchone() == (0,)
     finally:
         proc.stop()
+
+
+def objects_of(direct: psycopg.Connection, migration_id: int) -> dict[str, object]:
+    rows = direct.execute(
+        "SELECT object_name, definition FROM electric.migration_objects WHERE migration_id = %s",
+        (migration_id,),
+    ).fetchall()
+    return {name: definition for name, definition in rows}
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["simple", "extended"])
+def test_definitions_are_captured_as_of_the_migrations_end(
+    proxy: RunningProxy, direct: psycopg.Connection, binary: bool
+) -> None:
+    """Every object a migration touched, as it was when the migration ended (read once, at
+    commit): the table with its later column and index, the index, a dropped table as gone."""
+    name = f"cap_{next(_names)}"
+    direct.execute(f"CREATE TABLE {name}_old (id int)")
+    with psycopg.connect(proxy.dsn()) as conn:
+        for sql in (
+            f"CREATE TABLE {name} (id int PRIMARY KEY)",
+            f"ALTER TABLE {name} ADD COLUMN label text NOT NULL DEFAULT 'x'",
+            f"CREATE INDEX {name}_label ON {name} (label)",
+            f"DROP TABLE {name}_old",
+        ):
+            conn.execute(sql, binary=binary) if binary else conn.execute(sql)
+        conn.commit()
+    ((migration_id, *_),) = statements_of(direct, f"CREATE TABLE {name} ")
+    found = objects_of(direct, migration_id)
+    assert set(found) == {name, f"{name}_label", f"{name}_old"}
+    table = found[name]
+    assert isinstance(table, dict)
+    assert [(c["name"], c["type"], c["not_null"], c["default"]) for c in table["columns"]] == [
+        ("id", "integer", True, None),
+        ("label", "text", True, "'x'::text"),
+    ]
+    assert [i["name"] for i in table["indexes"]] == [f"{name}_label", f"{name}_pkey"]
+    assert found[f"{name}_old"] is None  # gone at the end of the migration

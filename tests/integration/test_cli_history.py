@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +17,7 @@ from proxy.catalog.install import install_sync
 from proxy.cli import main
 from proxy.embedded import EmbeddedPostgres
 from tests.pgfixtures import ALICE_PASSWORD
+from tests.proxyfixtures import RunningProxy, proxy_config
 
 DB = "hist_cli_t"
 BARE_DB = "hist_cli_bare"
@@ -32,37 +36,32 @@ HISTORY_KEYS = {
 pytestmark = pytest.mark.usefixtures("no_config_env")
 
 
-def capture(conn: psycopg.Connection[Any], sql: str, tag: str, table: str) -> None:
-    captured = [{"sql": sql, "tag": tag, "objects": [{"schema": "public", "name": table, "type": "table"}]}]
-    conn.execute("CALL electric.capture(%s)", (json.dumps(captured),))
-
-
-def record(conn: psycopg.Connection[Any], sql: str, tag: str, table: str) -> None:
-    """Run a statement and capture it, as the proxy does."""
-    conn.execute(sql)
-    capture(conn, sql, tag, table)
-
-
 @pytest.fixture(scope="module")
 def url(pg: EmbeddedPostgres) -> Iterator[str]:
-    """alice's URL for a database with three recorded migrations:
-    cli-v1 (create and electrify items), alembic's a2 (add a column), and a generated one."""
+    """alice's URL for a database with three migrations recorded through a running proxy, from
+    a real client's traffic: cli-v1 (create and electrify items, an explicit version), alembic's
+    a2 (add a column and an index, the version written after them), and a generated one."""
     pg.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     pg.execute(f"CREATE DATABASE {DB} OWNER alice")
     address = pg.url(DB, user="alice", password=ALICE_PASSWORD)
-    with psycopg.connect(address, autocommit=True) as conn:
-        install_sync(conn)  # as the proxy does when it starts
-        with conn.transaction():
-            record(conn, "CREATE TABLE items (id int8 PRIMARY KEY, name text)", "CREATE TABLE", "items")
-            # The proxy rewrites ELECTRIC statements into CALLs and records what the client sent.
-            conn.execute("CALL electric.electrify('items')")
-            capture(conn, "ALTER TABLE items ENABLE ELECTRIC", "ELECTRIC ENABLE", "items")
-            conn.execute("CALL electric.migration_version('cli-v1')")
-        with conn.transaction():
-            record(conn, "ALTER TABLE items ADD COLUMN price int8", "ALTER TABLE", "items")
-            conn.execute("CALL electric.note_version('alembic', 'a2')")
-        with conn.transaction():
-            record(conn, "CREATE TABLE notes (id int8 PRIMARY KEY)", "CREATE TABLE", "notes")
+    with psycopg.connect(address, autocommit=True) as direct:
+        install_sync(direct)  # as the proxy does when it starts
+        direct.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+    proxy = RunningProxy(proxy_config(address + "?sslmode=disable"))
+    try:
+        with psycopg.connect(proxy.dsn(dbname=DB), autocommit=True) as conn:
+            with conn.transaction():
+                conn.execute("CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)")
+                conn.execute("ALTER TABLE items ENABLE ELECTRIC")
+                conn.execute("CALL electric.migration_version('cli-v1')")
+            with conn.transaction():
+                conn.execute("ALTER TABLE items ADD COLUMN price int8")
+                conn.execute("CREATE INDEX items_price ON items (price)")
+                conn.execute("INSERT INTO alembic_version (version_num) VALUES ('a2') RETURNING version_num")
+            with conn.transaction():
+                conn.execute("CREATE TABLE notes (id int8 PRIMARY KEY, body text DEFAULT 'none')")
+    finally:
+        proxy.stop()
     yield address
     pg.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
@@ -99,7 +98,10 @@ def test_history_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     first, second, third = migrations
     assert (first["version"], first["version_source"], first["framework"]) == ("cli-v1", "explicit", None)
     assert [s["tag"] for s in first["statements"]] == ["CREATE TABLE", "ELECTRIC ENABLE"]
-    assert first["statements"][0]["sql"] == "CREATE TABLE items (id int8 PRIMARY KEY, name text)"
+    assert (
+        first["statements"][0]["sql"]
+        == "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)"
+    )
     assert (second["version"], second["version_source"], second["framework"]) == (
         "a2",
         "framework",
@@ -151,6 +153,17 @@ def test_show_by_version_and_by_id(url: str, capsys: pytest.CaptureFixture[str])
     assert code == 0 and err == ""
     assert "a2 (framework, alembic)" in out
     assert "ALTER TABLE: ALTER TABLE items ADD COLUMN price int8" in out
+    # Every object the migration touched, as readable SQL: columns with types, defaults and
+    # nullability, constraints, indexes, and the electrified mark.
+    assert "  table public.items\n    CREATE TABLE public.items (\n" in out
+    assert "        name text NOT NULL,\n" in out
+    assert "        price bigint,\n" in out
+    assert "        CONSTRAINT items_pkey PRIMARY KEY (id)\n" in out
+    assert "    CREATE INDEX items_price ON public.items USING btree (price);\n" in out
+    assert "    ALTER TABLE public.items ENABLE ELECTRIC;\n" in out
+    assert (
+        "  index public.items_price\n    CREATE INDEX items_price ON public.items USING btree (price);" in out
+    )
 
 
 def test_show_unknown_migration(url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,8 +199,10 @@ def test_schema_at_a_version(url: str, capsys: pytest.CaptureFixture[str]) -> No
 
     code, out, err = run(capsys, "schema", "--at", "cli-v1", "--upstream", url)
     assert (code, err) == (0, "")
-    assert "table public.items  (as of cli-v1)" in out
-    assert "notes" not in out  # created later
+    assert (
+        "-- table public.items, as of cli-v1\nCREATE TABLE public.items (\n    id bigint NOT NULL,\n" in out
+    )
+    assert "price" not in out and "notes" not in out  # added and created later
 
     code, out, err = run(capsys, "schema", "--at", "v-unknown", "--upstream", url)
     assert (code, out) == (1, "")
@@ -198,6 +213,36 @@ def test_schema_needs_at(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "schema", "--upstream", "postgres://localhost/x")
     assert code == 2
     assert "--at" in err
+
+
+def test_schema_diff_shows_what_a_migration_changed(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "schema", "--diff", "cli-v1", "a2", "--upstream", url)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith("-- from migration ") and "(cli-v1)" in lines[0] and "(a2)" in lines[0]
+    assert lines[1:] == [
+        "~ table public.items",
+        "    column added: price bigint",
+        "+ index public.items_price",
+        "    CREATE INDEX items_price ON public.items USING btree (price);",
+    ]
+    changes = run_json(capsys, "schema", "--diff", "cli-v1", "a2", "--upstream", url)["changes"]
+    assert [(c["name"], c["change"]) for c in changes] == [("items", "modified"), ("items_price", "added")]
+
+
+def test_history_into_a_closed_pipe_ends_quietly(url: str) -> None:
+    """`history | head`: the reader goes away before the writer is done."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "history", "--upstream", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has printed anything: it starts in tens of ms
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert err == b""
 
 
 # -- failures ------------------------------------------------------------------------------------

@@ -466,11 +466,14 @@ class Case:
     tags: tuple[str, ...]
     tables: tuple[str, ...]  # what the migration created, as to_regclass reads it
     # The tool runs its DDL on one connection and writes its version on another (sqitch through
-    # psql, yoyo since 7.3.2): nothing ties the two, so the version is recorded on its own.
+    # psql, yoyo since 7.3.2): the version is tied to the DDL-only migration its client (same user,
+    # same host) committed just before.
     other_connection: bool = False
 
 
 CREATE_AND_INDEX = ("CREATE TABLE", "CREATE INDEX")
+# How the version reached its migration when not in the migration's own transaction.
+TIES = {"golang-migrate": "session before", "prisma": "session before", "sequelize": "session after"}
 
 CASES = (
     Case(
@@ -697,15 +700,18 @@ def test_framework_version_is_recorded_with_its_migration(
     for table in case.tables:  # the migration ran
         assert direct.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone() == (True,), table
     recorded = migrations_after(direct, before)
-    if case.other_connection:
-        ddl, note = recorded
-        assert (ddl[1], ddl[2], ddl[3]) == (None, "generated", list(case.tags))  # the DDL, never lost
-        assert (note[0], note[1], note[2], note[3]) == (case.version, case.framework, "framework", [])
-        recorded = [ddl]
-    else:
-        assert [(v, f, source, tags) for v, f, source, tags, _ in recorded] == [
-            (case.version, case.framework, "framework", list(case.tags))
-        ]
+    assert [(v, f, source, tags) for v, f, source, tags, _ in recorded] == [
+        (case.version, case.framework, "framework", list(case.tags))
+    ]
+    for table in case.tables:  # its definition was captured, read inside the migration
+        found = direct.execute(
+            "SELECT o.definition ->> 'kind' FROM electric.migration_objects o "
+            "WHERE o.migration_id > %s AND o.relid = to_regclass(%s)",
+            (before, table),
+        ).fetchall()
+        assert found == [("table",)], table
+    tie = direct.execute("SELECT version_tie FROM electric.migrations WHERE id > %s", (before,)).fetchone()
+    assert tie == ("other connection" if case.other_connection else TIES.get(case.name, "transaction"),)
     (statements,) = [sql for *_, sql in recorded]
     token = case.tables[0].rsplit(".", 1)[-1].strip('"')
     assert all(token in sql for sql in statements), statements
@@ -767,3 +773,54 @@ def test_ecto_versions_9_then_10_list_in_applied_order(
         ("10", "ecto", "framework"),
     ]
     assert [[s["tag"] for s in m["statements"]] for m in history] == [["CREATE TABLE"], ["CREATE TABLE"]]
+
+
+# -- Flyway with group=true: every pending version in one transaction, each history row after its
+#    script; one history entry per version, each with its own statements
+
+
+def flyway_row(rank: int, version: str, script: str) -> JdbcStatement:
+    return (
+        'INSERT INTO "public"."flyway_schema_history" ("installed_rank", "version", "description", '
+        '"type", "script", "checksum", "installed_by", "execution_time", "success") '
+        "VALUES (%b, %t, %t, %t, %t, %b, %t, %b, %b)",
+        (Int4(rank), version, script, "SQL", script, Int4(rank), "alice", Int4(3), True),
+    )
+
+
+def test_flyway_group_records_one_entry_per_version(
+    proxy: RunningProxy, direct: psycopg.Connection[Any]
+) -> None:
+    direct.execute(
+        'CREATE TABLE IF NOT EXISTS "public"."flyway_schema_history" ("installed_rank" INT NOT NULL, '
+        '"version" VARCHAR(50), "description" VARCHAR(200) NOT NULL, "type" VARCHAR(20) NOT NULL, '
+        '"script" VARCHAR(1000) NOT NULL, "checksum" INTEGER, "installed_by" VARCHAR(100) NOT NULL, '
+        '"installed_on" TIMESTAMP NOT NULL DEFAULT now(), "execution_time" INTEGER NOT NULL, '
+        '"success" BOOLEAN NOT NULL)'
+    )
+    before = last_migration_id(direct)
+
+    jdbc_transaction(
+        proxy,
+        [
+            ("CREATE TABLE fw_flyway_group (id INT PRIMARY KEY)", None),
+            flyway_row(101, "2.1", "V2_1__group.sql"),
+            ("ALTER TABLE fw_flyway_group ADD COLUMN name TEXT NOT NULL", None),
+            ("CREATE INDEX fw_flyway_group_name ON fw_flyway_group (name)", None),
+            flyway_row(102, "2.2", "V2_2__group_name.sql"),
+        ],
+    )
+
+    recorded = migrations_after(direct, before)
+    assert [(v, f, source, tags) for v, f, source, tags, _ in recorded] == [
+        ("2.1", "flyway", "framework", ["CREATE TABLE"]),
+        ("2.2", "flyway", "framework", ["ALTER TABLE", "CREATE INDEX"]),
+    ]
+    # Each entry's definitions are the schema right after its own version.
+    columns = direct.execute(
+        "SELECT m.version, jsonb_path_query_array(o.definition, '$.columns[*].name') "
+        "FROM electric.migrations m JOIN electric.migration_objects o ON o.migration_id = m.id "
+        "WHERE m.id > %s AND o.object_name = 'fw_flyway_group' ORDER BY m.id",
+        (before,),
+    ).fetchall()
+    assert columns == [("2.1", ["id"]), ("2.2", ["id", "name"])]

@@ -3,17 +3,20 @@ history records their versions and statements. A failed upgrade leaves no record
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
 
+from proxy.cli import main as cli_main
 from proxy.embedded import EmbeddedPostgres
 from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy
@@ -230,3 +233,142 @@ def test_django_migrate_forwards_backwards_and_failing(
     assert direct.execute("SELECT to_regclass('shop_side')").fetchone() == (None,)
     assert len(history(direct)) == before + len(recorded)
     assert direct.execute("SELECT count(*) FROM django_migrations WHERE name = '0004_bad'").fetchone() == (0,)
+
+
+# -- several versions in one transaction: one entry each, with its own statements and definitions
+
+# Alembic's default: every pending revision in one transaction. Its version table in a schema of
+# its own, so that the other Alembic test's history is not in the way.
+ALEMBIC_DEFAULT_ENV = ALEMBIC_ENV.replace(
+    ", transaction_per_migration=True", ', version_table_schema="stock_versions"'
+)
+ALEMBIC_ONE_TRANSACTION = {
+    "d1_stock.py": """
+revision = "d1stock"
+down_revision = None
+from alembic import op
+import sqlalchemy as sa
+
+def upgrade():
+    op.create_table("alembic_stock", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.Text))
+""",
+    "d2_price.py": """
+revision = "d2price"
+down_revision = "d1stock"
+from alembic import op
+import sqlalchemy as sa
+
+def upgrade():
+    op.add_column("alembic_stock", sa.Column("price", sa.Numeric(10, 2), nullable=False, server_default="0"))
+""",
+}
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> Any:
+    assert cli_main([*argv, "--json", "--upstream", url]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return json.loads(out)
+
+
+@pytest.mark.usefixtures("no_config_env")
+def test_alembic_two_revisions_in_one_transaction_are_two_entries(
+    proxy: RunningProxy,
+    pg: EmbeddedPostgres,
+    direct: psycopg.Connection,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ALEMBIC_DEFAULT_ENV)
+    for name, body in ALEMBIC_ONE_TRANSACTION.items():
+        (tmp_path / "versions" / name).write_text(textwrap.dedent(body))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(tmp_path))
+    url = f"postgresql+psycopg://alice:{ALICE_PASSWORD}@{proxy.host}:{proxy.port}/app?sslmode=disable"
+    cfg.set_main_option("sqlalchemy.url", url)
+    direct.execute("CREATE SCHEMA IF NOT EXISTS stock_versions")
+    before = len(history(direct))
+
+    command.upgrade(cfg, "head")
+
+    recorded = history(direct)[before:]
+    # One entry per revision; Alembic creates its version table in the first one's transaction,
+    # before its DDL, so the first entry holds that too.
+    assert [(v, f, tags) for v, f, tags in recorded] == [
+        ("d1stock", "alembic", ["CREATE TABLE", "CREATE TABLE"]),
+        ("d2price", "alembic", ["ALTER TABLE"]),
+    ]
+    upstream = pg.url("app", user="alice", password=ALICE_PASSWORD)
+    first = cli_json(capsys, upstream, "schema", "--at", "d1stock")
+    (stock,) = [o for o in first["objects"] if o["name"] == "alembic_stock"]
+    assert [c["name"] for c in stock["definition"]["columns"]] == ["id", "name"]  # as after d1 alone
+
+    shown = cli_json(capsys, upstream, "show", "d2price")
+    assert [s["sql"].split("(")[0].strip() for s in shown["statements"]] == [
+        "ALTER TABLE alembic_stock ADD COLUMN price NUMERIC"
+    ]
+    (touched,) = shown["objects"]
+    price = touched["definition"]["columns"][-1]
+    assert (price["name"], price["type"], price["not_null"], price["default"]) == (
+        "price",
+        "numeric(10,2)",
+        True,
+        "'0'::numeric",
+    )
+
+    assert cli_main(["schema", "--diff", "d1stock", "d2price", "--upstream", upstream]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "~ table public.alembic_stock\n    column added: price numeric(10,2) DEFAULT '0'::numeric NOT NULL\n"
+        in out
+    )
+
+
+DEPOT_INITIAL = """
+from django.db import migrations, models
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel("Crate", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("label", models.CharField(max_length=40)),
+            ("qty", models.IntegerField(default=0)),
+        ]),
+        migrations.AddIndex("crate", models.Index(fields=["label"], name="depot_crate_label")),
+        migrations.AddConstraint(
+            "crate", models.CheckConstraint(condition=models.Q(qty__gte=0), name="depot_crate_qty_nonneg")
+        ),
+    ]
+"""
+
+
+@pytest.mark.usefixtures("no_config_env")
+def test_django_migration_with_an_index_and_a_constraint_shows_its_definitions(
+    proxy: RunningProxy, pg: EmbeddedPostgres, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = DJANGO_SETTINGS.format(password=ALICE_PASSWORD, port=proxy.port)
+    (tmp_path / "settings.py").write_text(settings.replace('["shop"]', '["depot"]'))
+    migrations = tmp_path / "depot" / "migrations"
+    migrations.mkdir(parents=True)
+    for path in (
+        tmp_path / "depot" / "__init__.py",
+        tmp_path / "depot" / "models.py",
+        migrations / "__init__.py",
+    ):
+        path.write_text("")
+    (migrations / "0001_initial.py").write_text(DEPOT_INITIAL)
+
+    done = django_migrate(tmp_path, "depot")
+    assert done.returncode == 0, done.stderr
+
+    upstream = pg.url("app", user="alice", password=ALICE_PASSWORD)
+    assert cli_main(["show", "depot.0001_initial", "--upstream", upstream]) == 0
+    out = capsys.readouterr().out
+    assert "  table public.depot_crate\n    CREATE TABLE public.depot_crate (\n" in out
+    assert "        id bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL,\n" in out
+    assert "        label character varying(40) NOT NULL,\n" in out
+    assert "        CONSTRAINT depot_crate_qty_nonneg CHECK ((qty >= 0))" in out
+    assert "  index public.depot_crate_label\n    CREATE INDEX depot_crate_label ON public.depot_crate" in out
