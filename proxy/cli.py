@@ -252,6 +252,8 @@ def _print_migration(migration: store.MigrationDetail) -> None:
     source = migration["version_source"]
     if migration["framework"] is not None:
         source += f", {migration['framework']}"
+    if migration["version_tie"] not in (None, "transaction"):
+        source += f", written {migration['version_tie']}"
     print(f"migration {migration['id']}")
     details = (
         ("version", f"{migration['version']} ({source})"),

@@ -82,6 +82,9 @@ class _MigrationFields(TypedDict):
     id: int
     version: str
     version_source: str  # "framework", "explicit" or "generated"
+    # How a framework version reached the migration: "transaction", "session before",
+    # "session after" or "other connection" (catalog/sql/README.md, VERSION TIES); else None.
+    version_tie: str | None
     framework: str | None
     started_at: str
     committed_at: str | None  # None only inside the migration's own transaction
@@ -137,7 +140,7 @@ class SchemaAt(TypedDict):
 # no qualification.
 
 _MIGRATION_COLUMNS: Final = """
-    m.id, m.version, m.version_source, m.framework, m.started_at, m.committed_at, m.db_user,
+    m.id, m.version, m.version_source, m.version_tie, m.framework, m.started_at, m.committed_at, m.db_user,
     m.application_name, m.client_addr, m.proxy_instance, m.backend_pid"""
 
 # The migration named by %(ref)s: the latest applied with that version, else the id %(ref_id)s.
@@ -327,6 +330,7 @@ def _migration_fields(row: DictRow) -> _MigrationFields:
         id=row["id"],
         version=row["version"],
         version_source=row["version_source"],
+        version_tie=row["version_tie"],
         framework=row["framework"],
         started_at=row["started_at"].isoformat(),
         committed_at=None if row["committed_at"] is None else row["committed_at"].isoformat(),

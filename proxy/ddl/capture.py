@@ -137,12 +137,27 @@ def note_version_call(
     schema: str = "electric",
     proxy_tag: str | None = SWALLOW_TAG,
     late: bool = False,
+    before_ddl: bool | None = None,
+    meta: Mapping[str, object] | None = None,
 ) -> str:
-    """`note_version`, or `note_version_late` for a version written after its migration
-    committed (Django's unapply): that one labels the session's last migration."""
-    tag = "" if proxy_tag is None else f", proxy_tag => {literal(proxy_tag)}"
+    """`note_version`, or `note_version_late` for a version written in a transaction that has
+    no captured DDL (it is tied to the migration that committed just before: same session, or
+    same user and client host).
+
+    before_ddl: the framework wrote the version before the DDL it labels (Prisma's row,
+    golang-migrate's dirty mark): the note opens a migration rather than closing one. None
+    leaves it to the catalog (it knows Prisma and golang-migrate). meta: the client's details,
+    as for capture_call; the client's host ties a version written on another connection.
+    """
+    args = [literal(framework), literal(version)]
+    if proxy_tag is not None:
+        args.append(f"proxy_tag => {literal(proxy_tag)}")
+    if before_ddl is not None and not late:
+        args.append(f"before_ddl => {'true' if before_ddl else 'false'}")
+    if meta is not None:
+        args.append(f"meta => {literal(json.dumps(meta, ensure_ascii=False))}::jsonb")
     procedure = "note_version_late" if late else "note_version"
-    return f"CALL {schema}.{procedure}({literal(framework)}, {literal(version)}{tag})"
+    return f"CALL {schema}.{procedure}({', '.join(args)})"
 
 
 def injected_tail_dropper(groups: int) -> Callable[[list[Frame]], list[Frame]]:

@@ -98,10 +98,7 @@ def test_history_json(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     first, second, third = migrations
     assert (first["version"], first["version_source"], first["framework"]) == ("cli-v1", "explicit", None)
     assert [s["tag"] for s in first["statements"]] == ["CREATE TABLE", "ELECTRIC ENABLE"]
-    assert (
-        first["statements"][0]["sql"]
-        == "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)"
-    )
+    assert first["statements"][0]["sql"] == "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)"
     assert (second["version"], second["version_source"], second["framework"]) == (
         "a2",
         "framework",

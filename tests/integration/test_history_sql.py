@@ -82,8 +82,10 @@ def run_and_capture(conn: Conn, sql: str, tag: str, *objects: Obj) -> None:
 
 
 def current_migration(conn: Conn) -> int:
-    """The id of the migration of conn's open transaction."""
-    row = conn.execute("SELECT id FROM electric.migrations WHERE txid = pg_current_xact_id()").fetchone()
+    """The id of the latest migration of conn's open transaction."""
+    row = conn.execute(
+        "SELECT max(id) FROM electric.migrations WHERE txid = pg_current_xact_id() HAVING count(*) > 0"
+    ).fetchone()
     assert row is not None, "no migration row for this transaction"
     return int(row[0])
 
@@ -411,36 +413,53 @@ def test_explicit_version_beats_the_framework_and_the_last_note_wins(alice: Conn
     assert version(framework) == ("b2", "framework", "alembic")
 
 
-def test_a_late_version_goes_to_the_sessions_last_migration(
+def test_a_late_version_is_tied_to_the_clients_last_ddl_only_migration(
     pg: EmbeddedPostgres, db: str, alice: Conn, stranger: Conn
 ) -> None:
-    # Django unapplying a migration: the DDL in one transaction, the version write after it.
+    """Django unapplying (same session) and sqitch or yoyo (another connection): the DDL commits
+    first, the version follows in a transaction without DDL."""
     with alice.transaction():
         run_and_capture(
             alice, "CREATE TABLE late1 (id int8 PRIMARY KEY)", "CREATE TABLE", ("public", "late1", "table")
         )
         late = current_migration(alice)
     before = history_counts(alice)
-    # Another session, even of the same user, does not reach it; nor does another user: with no
-    # migration of their own to label, their versions are recorded on their own (two rows).
-    with psycopg.connect(pg.url(db, user="alice", password=ALICE_PASSWORD), autocommit=True) as other:
-        other.execute("CALL electric.note_version_late('django', 'other-session')")
+    # Another user does not reach it: recorded on its own.
     stranger.execute("CALL electric.note_version_late('django', 'stranger')")
     assert migration(alice, late)["version_source"] == "generated"
-    assert history_counts(alice)[0] == before[0] + 2
+    assert history_counts(alice)[0] == before[0] + 1
     before = history_counts(alice)
 
-    alice.execute("CALL electric.note_version_late('django', 'shop.0003 (reverted)')")
+    # Another connection of the same user from the same host, nothing in between: tied.
+    with psycopg.connect(pg.url(db, user="alice", password=ALICE_PASSWORD), autocommit=True) as other:
+        other.execute("CALL electric.note_version_late('sqitch', 'change-1')")
     row = migration(alice, late)
-    assert (row["version"], row["version_source"], row["framework"]) == (
+    assert (row["version"], row["framework"], row["version_tie"]) == (
+        "change-1",
+        "sqitch",
+        "other connection",
+    )
+    assert history_counts(alice) == before
+
+    # Its version is set: the next one is not lost, but recorded on its own.
+    alice.execute("CALL electric.note_version_late('django', 'again')")
+    assert migration(alice, late)["version"] == "change-1"
+    assert history_counts(alice)[0] == before[0] + 1
+
+    # The same session's own last migration (Django's unapply).
+    with alice.transaction():
+        run_and_capture(
+            alice, "CREATE TABLE late3 (id int8 PRIMARY KEY)", "CREATE TABLE", ("public", "late3", "table")
+        )
+        own = current_migration(alice)
+    alice.execute("CALL electric.note_version_late('django', 'shop.0003 (reverted)')")
+    row = migration(alice, own)
+    assert (row["version"], row["version_source"], row["framework"], row["version_tie"]) == (
         "shop.0003 (reverted)",
         "framework",
         "django",
+        "session after",
     )
-    # No row of its own when it labels one, and a version already set stays.
-    alice.execute("CALL electric.note_version_late('django', 'again')")
-    assert migration(alice, late)["version"] == "shop.0003 (reverted)"
-    assert history_counts(alice) == before
 
     # Inside a migration's own transaction it is note_version.
     with alice.transaction():
@@ -598,8 +617,10 @@ def test_non_owner_cannot_write_the_history(alice: Conn, stranger: Conn) -> None
         "INSERT INTO electric.migration_statements (migration_id, seq, sql) VALUES (1, 99, 'x')",
         "UPDATE electric.migration_statements SET sql = 'x'",
         "DELETE FROM electric.migration_objects",
-        "SELECT electric._migration(NULL)",  # internal helpers are closed too
-        "SELECT electric._refresh_objects(1, '[]')",
+        "SELECT electric._migration(NULL, NULL, true)",  # internal helpers are closed too
+        "SELECT electric._refresh_objects(1)",
+        "SELECT electric._tie_late('x', 'y', NULL, NULL)",
+        "SELECT electric._label(1, 'x', 'y', NULL)",
         "SELECT electric._link_catalog_rows(1)",
     ]
     for query in statements:
@@ -634,6 +655,6 @@ def test_public_routines_are_exactly_the_intended_ones(alice: Conn) -> None:
     step1 |= {f"_{name}": 1 for name in ("electrify", "disable", "grant", "revoke", "assign", "unassign")}
     step1 |= {"_resolve": 2, "_resolve_scope": 1, "_electrify_as_caller": 1}
     history = {"capture": 1, "_capture": 1, "note_version": 1, "migration_version": 1}
-    history |= {"note_version_late": 1, "_note_version_late": 1, "_session_start": 1}
+    history |= {"note_version_late": 1, "_note": 1, "_session_start": 1}
     checks = {"guard_check": 1, "run_checked": 1, "_guard_resolve": 1, "_guard_raise": 1}
     assert dict(rows) == step1 | history | checks

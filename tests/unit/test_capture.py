@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.ddl.capture import capture_call, drop_injected_tail, statement_objects
+from proxy.ddl.capture import capture_call, drop_injected_tail, note_version_call, statement_objects
 from proxy.ddl.classify import classify
 from proxy.protocol import messages
 from proxy.protocol.codes import Backend
@@ -92,3 +92,18 @@ def test_renamed_relations_are_touched_under_both_names() -> None:
     assert objects("ALTER INDEX s.ix RENAME TO iy") == [("s", "ix", "index"), ("s", "iy", "index")]
     assert objects("ALTER TABLE t RENAME CONSTRAINT c TO d") == [(None, "t", "table")]
     assert objects("ALTER TABLE t SET SCHEMA s") == [(None, "t", "table"), ("s", "t", "table")]
+
+
+def test_note_version_call_passes_only_what_it_is_given() -> None:
+    assert (
+        note_version_call("alembic", "a1") == "CALL electric.note_version('alembic', 'a1', proxy_tag => '')"
+    )
+    call = note_version_call(
+        "prisma", "2024_init", proxy_tag=None, before_ddl=True, meta={"client_addr": "10.0.0.1:5000"}
+    )
+    assert call == (
+        "CALL electric.note_version('prisma', '2024_init', before_ddl => true, "
+        """meta => '{"client_addr": "10.0.0.1:5000"}'::jsonb)"""
+    )
+    late = note_version_call("django", "shop.0003", late=True, before_ddl=False, proxy_tag=None)
+    assert late == "CALL electric.note_version_late('django', 'shop.0003')"

@@ -2,13 +2,17 @@
 -- DEFINITIONS). Internal: every routine here is closed to PUBLIC. Repeatable (see README.md).
 
 -- The classifier's word for an object type, normalised: 'OBJECT_MATVIEW' -> 'materialized view'.
+-- A command's verb is not part of the type: 'create table' and 'CREATE_TABLE' are a 'table'
+-- (proxies before step 5 sent the statement's kind, and every object was lost).
 CREATE OR REPLACE FUNCTION @extschema@._object_type(type_word text)
     RETURNS text
     LANGUAGE sql IMMUTABLE STRICT
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE w WHEN 'matview' THEN 'materialized view' WHEN 'tabconstraint' THEN 'table constraint' ELSE w END
-      FROM (SELECT replace(lower(regexp_replace(btrim($1), '^object_', '', 'i')), '_', ' ') AS w) s
+      FROM (SELECT regexp_replace(
+                       replace(lower(regexp_replace(btrim($1), '^object_', '', 'i')), '_', ' '),
+                       '^(create|alter|drop|comment on) (unique )?', '') AS w) s
 $$;
 
 -- The namespace a normalised type's names live in (see DEFINITIONS); NULL: not tracked.
@@ -220,17 +224,24 @@ BEGIN
 END
 $$;
 
--- The definition last recorded for an object: the current transaction's record first (its
--- migration is not committed yet), then by order of application.
+-- The definition last recorded for an object, by the latest migration that recorded it: one
+-- probe of migration_objects_latest (step 5), whatever the history's length. Migrations are
+-- numbered as they begin; two that touch the same object hold conflicting locks, so the later
+-- one to commit is the later one to record it (its catalog reads wait for the first's commit).
 CREATE OR REPLACE FUNCTION @extschema@._latest_definition(object_class text, schema_name text, object_name text)
     RETURNS jsonb
     LANGUAGE sql STABLE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT o.definition
-      FROM @extschema@.migration_objects o JOIN @extschema@.migrations m ON m.id = o.migration_id
-     WHERE o.object_type = $1 AND o.schema_name = $2 AND o.object_name = $3
-     ORDER BY m.committed_at DESC NULLS FIRST, m.id DESC
+      FROM @extschema@.migration_objects o
+     -- The index's collation: names read from pg_catalog (type name) arrive with collation "C",
+     -- and a comparison under another collation than the index's cannot use it.
+     WHERE o.object_type = $1 COLLATE "default" AND o.schema_name = $2 COLLATE "default"
+       AND o.object_name = $3 COLLATE "default"
+     -- The index's own order, key columns included: a generic plan that does not know how rare
+     -- the key is would otherwise walk the primary key backwards through the whole history.
+     ORDER BY o.object_type, o.schema_name, o.object_name, o.migration_id DESC
      LIMIT 1
 $$;
 
