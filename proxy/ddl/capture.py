@@ -198,4 +198,5 @@ def _drop_failed_group(frames: list[Frame], body: list[int], groups: int) -> lis
 
 def _is_capture_error(frame: Frame) -> bool:
     context = decode_error_fields(frame.body).get("W", "")
-    return ".capture(" in context or ".note_version(" in context
+    # The public procedures, and the definer procedures they call (whose frames name them).
+    return any(name in context for name in (".capture(", ".note_version(", "._capture(", "._note("))
