@@ -81,6 +81,7 @@ class Options:
     run_timeout: float
     json_path: Path | None
     logs_dir: Path | None
+    history: int = 0
 
     @property
     def statements(self) -> int:
@@ -139,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="seconds before one migration run is called hung and its socket shut (default 300)",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="migrations already in each database's history before the run (bulk-inserted; default 0)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write raw results here")
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR", help="copy the proxy logs here")
     return parser
@@ -167,6 +175,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         run_timeout=args.run_timeout,
         json_path=args.json,
         logs_dir=args.logs,
+        history=max(args.history, 0),
     )
 
 
@@ -379,6 +388,48 @@ def wait_for_catalogs(pg: EmbeddedPostgres, names: Sequence[str], schema: str = 
             if time.monotonic() > deadline:
                 raise pgb.BenchError(f"the proxy did not install schema {schema} in database {name} in time")
             time.sleep(0.1)
+    return time.monotonic() - started
+
+
+# A history of N migrations as capture would have written it: one statement each, a table and its
+# index recorded, over 200 table names. Inserted as the superuser with triggers off (the rows are
+# history already), then analysed, as a long-lived database would be.
+SEED_HISTORY: Final = """
+SET session_replication_role = replica;
+INSERT INTO electric.migrations (
+    txid, version, version_source, framework, started_at, committed_at, db_user,
+    client_addr, client_host, backend_pid, session_start, sealed)
+SELECT (100000 + g)::text::xid8, 'seed-' || g, 'framework', 'alembic',
+       now() - (%(n)s + 1 - g) * interval '1 second', now() - (%(n)s + 1 - g) * interval '1 second',
+       'seed', '10.0.0.1:5000', '10.0.0.1', 1, now() - interval '1 day', true
+  FROM generate_series(1, %(n)s) g;
+CREATE TEMP TABLE seeded AS SELECT m.id, 'seed_t' || (m.id %% 200) AS t FROM electric.migrations m;
+INSERT INTO electric.migration_statements (migration_id, seq, sql, tag, objects)
+SELECT id, 1, 'ALTER TABLE public.' || t || ' ADD COLUMN c' || id || ' int', 'ALTER TABLE',
+       jsonb_build_array(jsonb_build_object('schema', 'public', 'name', t, 'type', 'table'))
+  FROM seeded;
+INSERT INTO electric.migration_objects
+       (migration_id, object_type, schema_name, object_name, relid, definition)
+SELECT id, 'relation', 'public', o.name, NULL, o.definition
+  FROM seeded
+ CROSS JOIN LATERAL (VALUES
+    (t, jsonb_build_object('kind', 'table', 'schema', 'public', 'name', t, 'columns', '[]'::jsonb,
+                           'indexes', jsonb_build_array(jsonb_build_object('name', t || '_i')))),
+    (t || '_i', jsonb_build_object('kind', 'index', 'schema', 'public', 'name', t || '_i',
+                                   'table_schema', 'public', 'table_name', t))
+ ) AS o(name, definition);
+RESET session_replication_role;
+ANALYZE electric.migrations;
+ANALYZE electric.migration_statements;
+ANALYZE electric.migration_objects;
+"""
+
+
+def seed_histories(pg: EmbeddedPostgres, names: Sequence[str], migrations: int) -> float:
+    started = time.monotonic()
+    for name in names:
+        with pg.connect(name) as conn:
+            conn.execute(SEED_HISTORY, {"n": migrations})
     return time.monotonic() - started
 
 
@@ -599,7 +650,38 @@ def summary_lines(targets: Sequence[Target], runs: Sequence[Run], opts: Options)
             ratio = paired_ratio(runs, method, target.name, "direct")
             value = "n/a (no paired successful runs)" if ratio is None else f"{ratio:.2f}"
             out.append(f"{method:8}: {target.display}/direct median wall-time ratio = {value}")
+            out += cost_lines(runs, method, target, opts)
     return out
+
+
+def cost_lines(runs: Sequence[Run], method: str, target: Target, opts: Options) -> list[str]:
+    """Where the extra time per statement goes: the proxy's own CPU, and the rest (the server's
+    capture work, and the extra bytes on the wire), from the medians."""
+
+    def walls(name: str) -> list[float]:
+        return [
+            r.wall_s
+            for r in runs
+            if (r.method, r.target) == (method, name) and r.ok and r.round > 0 and r.wall_s
+        ]
+
+    proxied, direct = walls(target.name), walls("direct")
+    cpu = _median(
+        [
+            r.proxy_cpu_s
+            for r in runs
+            if (r.method, r.target) == (method, target.name) and r.ok and r.round > 0
+        ]
+    )
+    if not proxied or not direct or cpu is None:
+        return []
+    assert cpu is not None
+    extra = (statistics.median(proxied) - statistics.median(direct)) / opts.statements * 1e6
+    proxy_side = cpu / opts.statements * 1e6
+    return [
+        f"          extra wall per statement {extra:7.1f} µs = proxy CPU {proxy_side:6.1f} µs"
+        f" + server and wire {extra - proxy_side:7.1f} µs"
+    ]
 
 
 # The capture's own table: one row per recorded DDL statement (compared with the migration's size).
@@ -624,9 +706,12 @@ def capture_lines(targets: Sequence[Target], runs: Sequence[Run], opts: Options)
             rows = ", ".join(f"{k}={v}" for k, v in last.electric_rows.items() if v) or "(nothing)"
             line = f"  {method:8} {target.display:16} {last.database}: {rows}"
             captured = last.electric_rows.get(CAPTURE_TABLE)
+            seeded = opts.history  # one statement and two objects per seeded migration
             guarded = target.proxy is not None and target.proxy.guard_enabled()
-            if guarded and captured is not None and captured != opts.statements:
-                line += f"  <- {captured} of {opts.statements} statements captured"
+            if guarded and captured is not None and captured - seeded != opts.statements:
+                line += f"  <- {captured - seeded} of {opts.statements} statements captured"
+            if guarded and last.electric_rows.get("migration_objects", 0) <= seeded * 2:
+                line += "  <- no definitions captured"
             out.append(line)
     return out
 
@@ -737,6 +822,9 @@ def run(opts: Options) -> int:
             took = time.monotonic() - t0
             print(f"{variant.display} ready on port {proxy.port} in {took:.1f}s", file=sys.stderr)
             targets.append(Target(variant.label, variant.display, proxy.port, proxy))
+        if opts.history:
+            took = seed_histories(pg, databases, opts.history)
+            print(f"seeded {opts.history} migrations into each database in {took:.1f}s", file=sys.stderr)
         stamp = environment_stamp(pg, targets, opts)
         runs = benchmark(pg, targets, opts)
         return report(targets, runs, opts, stamp)

@@ -45,7 +45,10 @@ BEGIN
     IF jsonb_typeof(objects) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'statement objects must be a JSON array';
     END IF;
-    FOR item IN SELECT e.value FROM jsonb_array_elements(objects) e LOOP
+    -- Runs for every captured statement: simple expressions only (no query) but for a name that
+    -- more than one schema of the path could hold (see CAPTURE COST).
+    FOR i IN 0 .. jsonb_array_length(objects) - 1 LOOP
+        item := objects -> i;
         IF jsonb_typeof(item) IS DISTINCT FROM 'object'
            OR jsonb_typeof(item -> 'name') IS DISTINCT FROM 'string'
            OR COALESCE(jsonb_typeof(item -> 'schema'), 'null') NOT IN ('string', 'null')
@@ -59,11 +62,13 @@ BEGIN
         object_class := @extschema@._object_class(object_type);
         object_schema := item ->> 'schema';
         IF object_schema IS NULL AND object_class IS NOT NULL THEN
-            SELECT p.s INTO object_schema
-              FROM unnest(caller_path) WITH ORDINALITY AS p(s, i)
-             WHERE @extschema@._object_exists(object_class, p.s, item ->> 'name')
-             ORDER BY p.i
-             LIMIT 1;
+            IF cardinality(caller_path) > 1 THEN
+                SELECT p.s INTO object_schema
+                  FROM unnest(caller_path) WITH ORDINALITY AS p(s, i)
+                 WHERE @extschema@._object_exists(object_class, p.s, item ->> 'name')
+                 ORDER BY p.i
+                 LIMIT 1;
+            END IF;
             object_schema := COALESCE(object_schema, caller_path[1]);
         END IF;
         normalised := normalised || jsonb_build_array(
@@ -297,10 +302,13 @@ DECLARE
     new_id bigint;
     first_of_transaction boolean;
 BEGIN
-    SELECT m.id, m.sealed INTO last
+    SELECT m.id, m.sealed, m.awaiting_ddl INTO last
       FROM @extschema@.migrations m WHERE m.txid = current_txid ORDER BY m.id DESC LIMIT 1;
     first_of_transaction := NOT FOUND;
     IF NOT first_of_transaction AND NOT last.sealed THEN
+        IF for_ddl AND last.awaiting_ddl THEN  -- its DDL has come
+            UPDATE @extschema@.migrations m SET awaiting_ddl = false WHERE m.id = last.id;
+        END IF;
         IF meta IS NOT NULL THEN
             IF jsonb_typeof(meta) <> 'object' THEN
                 RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'capture meta must be a JSON object';
@@ -395,16 +403,16 @@ CREATE OR REPLACE PROCEDURE @extschema@._capture(
 AS $$
 DECLARE
     mid bigint;
-    next_seq integer;
     item jsonb;
+    texts text[] := '{}';
+    tags text[] := '{}';
+    touched jsonb[] := '{}';
 BEGIN
     IF statements IS NOT NULL AND jsonb_typeof(statements) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'capture statements must be a JSON array';
     END IF;
-    mid := @extschema@._migration(meta, session_start, true);
-    SELECT COALESCE(max(s.seq), 0) INTO next_seq
-      FROM @extschema@.migration_statements s WHERE s.migration_id = mid;
-    FOR item IN SELECT e.value FROM jsonb_array_elements(COALESCE(statements, '[]')) WITH ORDINALITY e ORDER BY e.ordinality LOOP
+    FOR i IN 0 .. COALESCE(jsonb_array_length(statements), 0) - 1 LOOP
+        item := statements -> i;
         IF jsonb_typeof(item) IS DISTINCT FROM 'object'
            OR jsonb_typeof(item -> 'sql') IS DISTINCT FROM 'string'
            OR COALESCE(jsonb_typeof(item -> 'tag'), 'null') NOT IN ('string', 'null') THEN
@@ -412,13 +420,20 @@ BEGIN
                 ERRCODE = '22023',
                 MESSAGE = 'a captured statement must be {"sql": text, "tag": text, "objects": [...]}';
         END IF;
-        next_seq := next_seq + 1;
-        INSERT INTO @extschema@.migration_statements (migration_id, seq, sql, tag, objects)
-        VALUES (mid, next_seq, item ->> 'sql', item ->> 'tag',
-                @extschema@._statement_objects(item -> 'objects', caller_path));
+        texts := texts || (item ->> 'sql');
+        tags := tags || (item ->> 'tag');
+        touched := touched || @extschema@._statement_objects(item -> 'objects', caller_path);
     END LOOP;
-    UPDATE @extschema@.migrations m SET awaiting_ddl = false WHERE m.id = mid AND m.awaiting_ddl;
-    PERFORM @extschema@._proxy_tag(proxy_tag);
+    mid := @extschema@._migration(meta, session_start, true);
+    -- Every statement of the call in one INSERT, numbered after the migration's last.
+    INSERT INTO @extschema@.migration_statements (migration_id, seq, sql, tag, objects)
+    SELECT mid, last.seq + x.n, x.sql, x.tag, x.objects
+      FROM unnest(texts, tags, touched) WITH ORDINALITY AS x(sql, tag, objects, n)
+     CROSS JOIN (SELECT COALESCE(max(s.seq), 0) AS seq
+                   FROM @extschema@.migration_statements s WHERE s.migration_id = mid) last;
+    IF proxy_tag IS NOT NULL THEN
+        PERFORM @extschema@._proxy_tag(proxy_tag);
+    END IF;
 END
 $$;
 

@@ -1,13 +1,17 @@
 -- Object definitions as Postgres renders them, for migration_objects (see README.md,
 -- DEFINITIONS). Internal: every routine here is closed to PUBLIC. Repeatable (see README.md).
 
+-- _object_type, _object_class and _object_exists are inlined into the queries of their callers
+-- (capture.sql), once per object of every captured statement: no SECURITY DEFINER and no SET,
+-- which would make each use a function call of its own. They are closed to PUBLIC, and their
+-- callers run under the pinned search_path, so their bodies are planned under it too.
+
 -- The classifier's word for an object type, normalised: 'OBJECT_MATVIEW' -> 'materialized view'.
 -- A command's verb is not part of the type: 'create table' and 'CREATE_TABLE' are a 'table'
 -- (proxies before step 5 sent the statement's kind, and every object was lost).
 CREATE OR REPLACE FUNCTION @extschema@._object_type(type_word text)
     RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE w WHEN 'matview' THEN 'materialized view' WHEN 'tabconstraint' THEN 'table constraint' ELSE w END
       FROM (SELECT regexp_replace(
@@ -18,8 +22,7 @@ $$;
 -- The namespace a normalised type's names live in (see DEFINITIONS); NULL: not tracked.
 CREATE OR REPLACE FUNCTION @extschema@._object_class(object_type text)
     RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql IMMUTABLE
 AS $$
     SELECT CASE
         WHEN $1 IN ('table', 'partitioned table', 'foreign table', 'index', 'partitioned index',
@@ -34,7 +37,6 @@ $$;
 CREATE OR REPLACE FUNCTION @extschema@._object_exists(object_class text, schema_name text, object_name text)
     RETURNS boolean
     LANGUAGE sql STABLE
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE $1
         WHEN 'relation' THEN EXISTS (
