@@ -110,6 +110,6 @@ def test_note_version_call_passes_only_what_it_is_given() -> None:
 
 
 def test_failed_note_inside_its_definer_procedure_keeps_its_error_only() -> None:
-    context = 'PL/pgSQL function electric._note(text,text,text,jsonb,timestamp with time zone,text) line 9'
+    context = "PL/pgSQL function electric._note(text,text,text,jsonb,timestamp with time zone,text) line 9"
     frames = [f(C), f(P), f(B), err(context), f(Z, b"E")]
     assert types(drop_injected_tail(frames)) == [C, Backend.ERROR_RESPONSE, Z]
