@@ -429,7 +429,8 @@ def seed_histories(pg: EmbeddedPostgres, names: Sequence[str], migrations: int) 
     started = time.monotonic()
     for name in names:
         with pg.connect(name) as conn:
-            conn.execute(SEED_HISTORY, {"n": migrations})
+            # Several statements: the simple protocol, so no bound parameters (n is an int).
+            conn.execute(SEED_HISTORY.replace("%(n)s", str(int(migrations))).replace("%%", "%").encode())
     return time.monotonic() - started
 
 
