@@ -312,7 +312,11 @@ def _schema(args: argparse.Namespace) -> None:
         _print_json(snapshot)
         return
     print(f"-- schema after migration {snapshot['migration_id']} (version {snapshot['version']})")
+    tables = {(o["schema"], o["name"]) for o in snapshot["objects"] if "indexes" in o["definition"]}
     for item in snapshot["objects"]:
+        definition = item["definition"]
+        if (definition.get("table_schema"), definition.get("table_name")) in tables:
+            continue  # an index: its table's CREATE TABLE is followed by it already
         identity = render.qualified(item["schema"], item["name"])
         print(f"\n-- {item['kind']} {identity}, as of {item['migration_version']}")
         print(render.render(item["definition"]))

@@ -201,6 +201,10 @@ def test_schema_at_a_version(url: str, capsys: pytest.CaptureFixture[str]) -> No
     )
     assert "price" not in out and "notes" not in out  # added and created later
 
+    code, out, err = run(capsys, "schema", "--at", "a2", "--upstream", url)
+    assert (code, err) == (0, "")
+    assert out.count("CREATE INDEX items_price ON public.items USING btree (price);") == 1  # with its table
+
     code, out, err = run(capsys, "schema", "--at", "v-unknown", "--upstream", url)
     assert (code, out) == (1, "")
     assert "v-unknown" in one_error_line(err)
