@@ -122,6 +122,7 @@ class DriftConfig:
     enabled: bool = True
     interval_ms: int = 30000
     mode: str = "detect"
+    block_scope: str = "electrified"  # what `mode = "block"` protects: "electrified" tables or "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +452,7 @@ _CHECKS: dict[str, _Check] = {
     "guard.on_parse_error": _one_of("forward", "reject"),
     "drift.interval_ms": _POSITIVE,
     "drift.mode": _one_of("detect", "block", "off"),
+    "drift.block_scope": _one_of("electrified", "all"),
 }
 
 

@@ -25,6 +25,8 @@ CLIENT_STATES = ("startup", "idle", "active", "idle_in_transaction", "failed_tra
 REJECT_REASONS = ("max_connections", "draining", "startup_error", "protocol_error", "auth")
 CONNECT_ERRORS = ("refused", "timeout", "tls", "auth", "other")
 AUTH_MODES = ("password", "auth_query")
+DRIFT_SEVERITIES = ("critical", "high", "medium", "low")
+DRIFT_SOURCES = ("event_trigger", "scan")
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Stats:
     guard_rejections: Counter[str] = field(default_factory=Counter)  # by SQLSTATE (EX codes, 42601)
     statements_captured: int = 0
     forced_closes: int = 0
+    drift_open: Counter[str] = field(default_factory=Counter)  # open drifted objects, by severity
+    drift_events: Counter[str] = field(default_factory=Counter)  # new drift events, by source
     draining: bool = False
     ready: bool = False
     client_states: Callable[[], Counter[str]] = field(default=Counter)
@@ -118,6 +122,21 @@ class StatsCollector(Collector):
             "electric_proxy_ddl_statements_captured",
             "DDL statements given a record in the migration history (before commit).",
             s.statements_captured,
+        )
+        drift = GaugeMetricFamily(
+            "electric_proxy_drift_objects",
+            "Objects whose schema differs from the recorded baseline (open drift), by severity.",
+            labels=["severity"],
+        )
+        for severity in DRIFT_SEVERITIES:
+            drift.add_metric([severity], s.drift_open.get(severity, 0))
+        yield drift
+        yield _labelled_counter(
+            "electric_proxy_drift_events",
+            "Drifted objects found, by what found them (the database's DDL log or the periodic scan).",
+            "source",
+            DRIFT_SOURCES,
+            s.drift_events,
         )
 
 

@@ -227,6 +227,11 @@ def _family(key: str, keys: set[str], objects: Mapping[str, SchemaObject]) -> tu
 
 
 def _whole(kind: str, obj: SchemaObject, keys: tuple[str, ...]) -> Change:
+    values = sorted(obj.attrs.items())
+    attributes = tuple(
+        AttributeChange(name, None, value) if kind == ADDED else AttributeChange(name, value, None)
+        for name, value in values
+    )
     return Change(
         key=obj.key,
         identity=obj.identity,
@@ -234,6 +239,7 @@ def _whole(kind: str, obj: SchemaObject, keys: tuple[str, ...]) -> Change:
         change=kind,
         severity=severity(kind, obj, (), obj.electrified),
         electrified=obj.electrified,
+        attributes=attributes,
         keys=keys,
     )
 
@@ -267,25 +273,25 @@ class Explanation:
     """What the migrations committed since the last scan touched.
 
     `names`: (schema, name) of the objects their statements named; a None schema matches any.
-    `keys`: snapshot keys of the objects the database's DDL log saw in their transactions.
     `everything`: some statement named nothing the proxy could resolve.
+    `logged`: from the database's DDL log, when it exists: snapshot key -> whether the latest
+    command logged on that object ran in a recorded migration's transaction. It is exact, so it
+    decides before the names do.
     """
 
     names: frozenset[tuple[str | None, str]] = frozenset()
-    keys: frozenset[str] = frozenset()
     everything: bool = False
-    migrations: tuple[int, ...] = field(default=())
-
-    @property
-    def empty(self) -> bool:
-        return not (self.names or self.keys or self.everything)
+    logged: Mapping[str, bool] = field(default_factory=dict)
 
 
 def explains(explanation: Explanation, key: str, expected: Snapshot, actual: Snapshot) -> bool:
     """Whether the change of `key` is explained: it or an object it hangs from was touched."""
+    verdict = _logged_verdict(explanation, key, expected, actual)
+    if verdict is not None:
+        return verdict
     if explanation.everything:
         return True
-    if explanation.empty:
+    if not explanation.names:
         return False
     frontier = {key}
     seen: set[str] = set()
@@ -293,8 +299,6 @@ def explains(explanation: Explanation, key: str, expected: Snapshot, actual: Sna
         following: set[str] = set()
         for current in frontier - seen:
             seen.add(current)
-            if current in explanation.keys:
-                return True
             for snapshot in (expected, actual):
                 obj = snapshot.objects.get(current)
                 if obj is None:
@@ -306,6 +310,26 @@ def explains(explanation: Explanation, key: str, expected: Snapshot, actual: Sna
                     following.add(obj.parent)
         frontier = following
     return False
+
+
+def _logged_verdict(explanation: Explanation, key: str, expected: Snapshot, actual: Snapshot) -> bool | None:
+    """The DDL log's word on `key`, or on its nearest logged ancestor (an ALTER TABLE is logged
+    on the table, not on the column it adds)."""
+    if not explanation.logged:
+        return None
+    for candidate in lineage(key, expected, actual):
+        if candidate in explanation.logged:
+            return explanation.logged[candidate]
+    return None
+
+
+def lineage(key: str, expected: Snapshot, actual: Snapshot) -> list[str]:
+    """`key` and its ancestors, nearest first, as either snapshot knows them."""
+    chain = [key]
+    for snapshot in (actual, expected):
+        if key in snapshot.objects:
+            chain.extend(a for a in _ancestors(key, snapshot.objects) if a not in chain)
+    return chain
 
 
 def _named(explanation: Explanation, obj: SchemaObject) -> bool:

@@ -52,7 +52,7 @@ INSTALL_LOCK_KEY: Final = 0x656C_6563_7472_6963
 SCHEMA_PLACEHOLDER: Final = "@extschema@"
 # The repeatable routine files, in the order they are applied: a file may use what the files
 # before it define. A new file is one more name here.
-ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit", "auth")
+ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit", "auth", "drift")
 # The NOLOGIN role that owns the catalog when the installing role may set one up (config
 # `catalog.owner_role`; see `ownership_mode` and sql/README.md, SECURITY MODEL).
 DEFAULT_OWNER_ROLE: Final = "electric_owner"

@@ -21,6 +21,7 @@ from typing import cast
 import uvloop
 
 from proxy.catalog.cache import CatalogCache
+from proxy.catalog.drift_watch import DriftWatcher, start_watchers
 from proxy.config import Config
 from proxy.ddl.versions import VersionRecognizer
 from proxy.errors import ProxyError
@@ -45,6 +46,7 @@ class ProxyServer:
         )
         self.ctx.versions = VersionRecognizer(overrides=config.catalog.version_table_overrides())
         self._server: asyncio.Server | None = None
+        self.drift: list[DriftWatcher] = []
 
     async def start(self, *, reuse_port: bool = False) -> None:
         listen = self.config.listen
@@ -77,6 +79,15 @@ class ProxyServer:
                 await self.ctx.catalog.watcher(database).wait_ready(2.0)
             except TimeoutError:
                 logger.warning("catalog of database %s not ready yet; the watcher keeps trying", database)
+        if config.drift.enabled:
+            self.drift = start_watchers(
+                config.upstream.url,
+                self.ctx.managed_databases,
+                self.ctx.stats,
+                schema=config.catalog.schema,
+                interval_ms=config.drift.interval_ms,
+                mode=config.drift.mode,
+            )
 
     def _new_session(self) -> asyncio.Protocol:
         limit = self.config.listen.max_client_connections
@@ -112,6 +123,7 @@ class ProxyServer:
             self.ctx.stats.forced_closes += 1
             session.terminate()
         self.ctx.stats.ready = False
+        await asyncio.gather(*(watcher.close() for watcher in self.drift))
         if self.ctx.catalog is not None:
             await self.ctx.catalog.close()
         await self.ctx.close()

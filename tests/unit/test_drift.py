@@ -203,9 +203,18 @@ def test_explained_by_name_of_the_table_or_its_schema() -> None:
     assert not explains(Explanation(names=frozenset({("public", "other")})), "col:100:3", BASE, live)
     # A column is not a namespace object: its name alone explains nothing.
     assert not explains(Explanation(names=frozenset({("public", "b")})), "col:100:3", BASE, live)
-    assert explains(Explanation(keys=frozenset({TABLE})), "col:100:3", BASE, live)
+    assert explains(Explanation(logged={TABLE: True}), "col:100:3", BASE, live)
     assert explains(Explanation(everything=True), "col:100:3", BASE, live)
     assert not explains(Explanation(), "col:100:3", BASE, live)
+
+
+def test_the_ddl_log_decides_before_the_names() -> None:
+    live = snap(*BASE.objects.values(), column("b", 3))
+    named = frozenset({("public", "t")})
+    # The latest command on the table ran outside any migration: drift, whatever names say.
+    assert not explains(Explanation(names=named, logged={TABLE: False}), "col:100:3", BASE, live)
+    # The nearest logged object wins: the column itself was last changed by a migration.
+    assert explains(Explanation(logged={TABLE: False, "col:100:3": True}), "col:100:3", BASE, live)
 
 
 def test_view_dropped_by_cascade_is_explained_by_its_table() -> None:
