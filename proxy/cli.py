@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from proxy import __version__
+from proxy import __version__, cli_drift
 from proxy.catalog import render
 from proxy.config import Config, load_config, parse_host_port, render_config
 from proxy.errors import CatalogError, ConfigError
@@ -374,6 +374,7 @@ COMMANDS: dict[str, Command] = {
         "the recorded schema as of a migration, or what changed between two",
         _add_schema_arguments,
     ),
+    "drift": Command(cli_drift.run, cli_drift.HELP, cli_drift.add_arguments),
 }
 
 
