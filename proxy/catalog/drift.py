@@ -16,7 +16,8 @@ migrations recorded since the last scan, and calls `reconcile`:
    renamed (same OID, new name), each with its attributes' expected and actual values and a
    severity. The children of an added or removed object (a new table's columns and indexes) are
    folded into it; an object dropped and created again under the same name is one
-   modification.
+   modification; a definition that changed only because it names a renamed object (an index's
+   `ON table`, a view's query after a column rename) is folded into the rename.
 
 Severity: `critical` for electrified tables, their columns, constraints, policies, triggers and
 rules, and for a publication that holds an electrified table; `high` for destructive changes
@@ -26,6 +27,8 @@ indexes added and for changes of privileges, comments or owners only; `medium` f
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -191,8 +194,61 @@ def diff(expected: Snapshot, actual: Snapshot) -> list[Change]:
             changes.append(_whole(ADDED, right[key], _family(key, added, right)))
         else:
             changes.append(_modified(left[key], right[key], recreated=False, keys=(key,)))
+    changes = _fold_consequences(changes)
     changes.sort(key=lambda c: (SEVERITIES.index(c.severity), c.identity, c.key))
     return changes
+
+
+def _fold_consequences(changes: list[Change]) -> list[Change]:
+    """Fold into a rename the modifications that are only its echo: an index, trigger or view
+    whose rendered text names the renamed object, and differs by exactly that name."""
+    renames = [c for c in changes if c.change == RENAMED]
+    if not renames:
+        return changes
+    swaps = {c.key: _name_swaps(c) for c in renames}
+    folded: dict[str, list[str]] = {c.key: [] for c in renames}
+    kept: list[Change] = []
+    for change in changes:
+        owner = _echo_of(change, renames, swaps) if change.change == MODIFIED else None
+        if owner is None:
+            kept.append(change)
+        else:
+            folded[owner].extend(change.keys)
+    return [dataclasses.replace(c, keys=(*c.keys, *folded[c.key])) if folded.get(c.key) else c for c in kept]
+
+
+def _name_swaps(change: Change) -> list[tuple[re.Pattern[str], str]]:
+    """(pattern, replacement) pairs turning the old names of a renamed object into the new."""
+    pairs: list[tuple[str, str]] = []
+    if change.previous_identity is not None:
+        pairs.append((change.previous_identity, change.identity))
+    for attribute in change.attributes:
+        if (
+            attribute.name == "name"
+            and isinstance(attribute.expected, str)
+            and isinstance(attribute.actual, str)
+        ):
+            pairs.append((f'"{attribute.expected}"', f'"{attribute.actual}"'))
+            pairs.append((attribute.expected, attribute.actual))
+    return [(re.compile(r'(?<![\w$"])' + re.escape(old) + r'(?![\w$"])'), new) for old, new in pairs]
+
+
+def _echo_of(
+    change: Change, renames: list[Change], swaps: Mapping[str, list[tuple[re.Pattern[str], str]]]
+) -> str | None:
+    texts = [(a.expected, a.actual) for a in change.attributes]
+    if not texts or not all(isinstance(e, str) and isinstance(a, str) for e, a in texts):
+        return None
+    for rename in renames:
+        if all(_swap(str(e), swaps[rename.key]) == a for e, a in texts):
+            return rename.key
+    return None
+
+
+def _swap(text: str, swaps: list[tuple[re.Pattern[str], str]]) -> str:
+    for pattern, new in swaps:
+        text = pattern.sub(new.replace("\\", "\\\\"), text)  # the new name, literally
+    return text
 
 
 def _recreated_pairs(

@@ -118,6 +118,7 @@ class _State:
     format: int
     fingerprint: str | None
     scanned_at: datetime
+    seen: frozenset[int]  # migrations already used to explain changes
 
 
 Conn = psycopg.AsyncConnection[Any]
@@ -193,41 +194,59 @@ async def _scan_locked(
                 await _retake_baseline(conn, tables, live, fingerprint)
                 return Report(await _open_objects(conn, tables))
             baseline = await _read_baseline(conn, tables)
-            result, logged = await _reconcile(conn, tables, state, baseline, live)
+            result, logged, window = await _reconcile(conn, tables, state, baseline, live)
             opened = await _open_signatures(conn, tables)
             fresh = [c for c in result.drift if opened.get(c.key) != _signature(c)]
             if fresh and settle > 0 and attempt == 0 and accept is None:
                 held = True
                 raise psycopg.Rollback()  # leaves the block; read again after `settle`
-            return await _record(conn, tables, live, fingerprint, result, logged, accept)
+            return await _record(conn, tables, live, fingerprint, result, logged, accept, window)
         if held:
             await asyncio.sleep(settle)
     raise AssertionError("unreachable: the second attempt always records")
 
 
+@dataclass(frozen=True, slots=True)
+class _Touched:
+    names: frozenset[tuple[str | None, str]]
+    everything: bool
+    window: list[int]  # every migration in the window, used now or before
+
+
 async def _reconcile(
     conn: Conn, tables: _Tables, state: _State, baseline: Snapshot, live: Snapshot
-) -> tuple[drift.Reconciled, dict[str, dict[str, Any]]]:
+) -> tuple[drift.Reconciled, dict[str, dict[str, Any]], list[int]]:
+    touched = await _read_touched(conn, tables, state)
     changed = drift.changed_keys(baseline, live)
     if not changed:
-        return drift.Reconciled(baseline, frozenset(), []), {}
-    explanation, logged = await _explanation(conn, tables, state, baseline, live, changed)
-    return drift.reconcile(baseline, live, explanation), logged
+        return drift.Reconciled(baseline, frozenset(), []), {}, touched.window
+    explanation, logged = await _explanation(conn, tables, touched, baseline, live, changed)
+    return drift.reconcile(baseline, live, explanation), logged, touched.window
 
 
-async def _explanation(
-    conn: Conn, tables: _Tables, state: _State, baseline: Snapshot, live: Snapshot, changed: set[str]
-) -> tuple[drift.Explanation, dict[str, dict[str, Any]]]:
+async def _read_touched(conn: Conn, tables: _Tables, state: _State) -> _Touched:
+    """What the migrations not yet used by a scan named."""
     query = sql.SQL(
-        "SELECT schema_name, object_name, unresolved FROM {}(%s::timestamptz - %s::interval)"
+        "SELECT migration_id, schema_name, object_name, unresolved FROM {}(%s::timestamptz - %s::interval)"
     ).format(tables.touched)
     cursor = await conn.execute(query, (state.scanned_at, _EXPLAIN_MARGIN))
     names: set[tuple[str | None, str]] = set()
     everything = False
-    for schema_name, object_name, unresolved in await cursor.fetchall():
+    window: set[int] = set()
+    for migration_id, schema_name, object_name, unresolved in await cursor.fetchall():
+        window.add(int(migration_id))
+        if migration_id in state.seen:
+            continue
         everything = everything or bool(unresolved)
         if object_name is not None:
             names.add((schema_name, object_name))
+    return _Touched(frozenset(names), everything, sorted(window))
+
+
+async def _explanation(
+    conn: Conn, tables: _Tables, touched: _Touched, baseline: Snapshot, live: Snapshot, changed: set[str]
+) -> tuple[drift.Explanation, dict[str, dict[str, Any]]]:
+    names, everything = touched.names, touched.everything
     candidates = sorted({k for key in changed for k in drift.lineage(key, baseline, live)})
     logged = await _read_ddl_log(conn, tables, candidates)
     explanation = drift.Explanation(
@@ -276,10 +295,10 @@ def _signature(change: drift.Change) -> str:
 
 
 async def _read_state(conn: Conn, tables: _Tables) -> _State | None:
-    query = sql.SQL("SELECT format, fingerprint, scanned_at FROM {}").format(tables.state)
+    query = sql.SQL("SELECT format, fingerprint, scanned_at, seen_migrations FROM {}").format(tables.state)
     cursor = await conn.execute(query)
     row = await cursor.fetchone()
-    return _State(int(row[0]), row[1], row[2]) if row is not None else None
+    return _State(int(row[0]), row[1], row[2], frozenset(row[3])) if row is not None else None
 
 
 async def _read_baseline(conn: Conn, tables: _Tables) -> Snapshot:
@@ -331,6 +350,14 @@ async def _retake_baseline(conn: Conn, tables: _Tables, live: Snapshot, fingerpr
         ).format(tables.state),
         (FORMAT, fingerprint),
     )
+    # The migrations already committed are in the baseline: none of them explains anything more.
+    await conn.execute(
+        sql.SQL(
+            "UPDATE {} SET seen_migrations ="
+            " ARRAY(SELECT DISTINCT migration_id FROM {}(now() - %s::interval))"
+        ).format(tables.state, tables.touched),
+        (_EXPLAIN_MARGIN,),
+    )
     logger.info("drift baseline of schema taken: %d objects", len(live.objects))
 
 
@@ -363,6 +390,7 @@ async def _record(
     result: drift.Reconciled,
     logged: Mapping[str, Any],
     accept: _Accept | None,
+    window: list[int],
 ) -> Report:
     adopted = set(result.adopted)
     remaining = result.drift
@@ -379,7 +407,10 @@ async def _record(
     await _adopt(conn, tables, live, adopted)
     new = await _write_events(conn, tables, remaining, result.baseline, live, logged)
     await conn.execute(
-        sql.SQL("UPDATE {} SET fingerprint = %s, scanned_at = now()").format(tables.state), (fingerprint,)
+        sql.SQL("UPDATE {} SET fingerprint = %s, scanned_at = now(), seen_migrations = %s").format(
+            tables.state
+        ),
+        (fingerprint, window),
     )
     return Report(await _open_objects(conn, tables), new=new, accepted=accepted)
 

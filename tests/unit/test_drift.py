@@ -157,6 +157,32 @@ def test_table_rename_is_one_change_not_one_per_column() -> None:
     assert (change.identity, change.change, change.previous_identity) == ("public.u", "renamed", "public.t")
 
 
+def test_rename_folds_the_definitions_that_only_echo_it() -> None:
+    pkey = index(
+        "t_pkey", key="rel:201", definition="CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)"
+    )
+    view = obj(
+        "rel:400", "view", "public.v", "v", related=(SCHEMA, TABLE), query=" SELECT t.a FROM public.t;"
+    )
+    before = snap(*BASE.objects.values(), pkey, view)
+    moved_pkey = index(
+        "t_pkey", key="rel:201", definition="CREATE UNIQUE INDEX t_pkey ON public.u USING btree (id)"
+    )
+    moved_view = obj(
+        "rel:400", "view", "public.v", "v", related=(SCHEMA, TABLE), query=" SELECT u.a FROM public.u;"
+    )
+    renamed = table("u")
+    after = snap(*{**before.objects, TABLE: renamed, "rel:201": moved_pkey, "rel:400": moved_view}.values())
+    change = only(diff(before, after))
+    assert change.change == "renamed" and set(change.keys) == {TABLE, "rel:201", "rel:400"}
+    # A real change beside the rename is still reported.
+    other = obj(
+        "rel:400", "view", "public.v", "v", related=(SCHEMA, TABLE), query=" SELECT u.id FROM public.u;"
+    )
+    after = snap(*{**after.objects, "rel:400": other}.values())
+    assert {c.identity for c in diff(before, after)} == {"public.u", "public.v"}
+
+
 def test_new_table_folds_its_columns_and_indexes() -> None:
     new = obj("rel:300", "table", "public.n", "n", related=(SCHEMA,))
     col = obj("col:300:1", "column", "public.n.id", "id", parent="rel:300")

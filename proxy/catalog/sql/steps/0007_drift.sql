@@ -3,15 +3,17 @@
 
 -- One row: where the baseline stands. `format` is proxy/catalog/snapshot.py's FORMAT: a baseline
 -- taken by a reader of another format is retaken rather than compared. `scanned_at` bounds the
--- migrations the next scan asks to explain what it sees; `fingerprint` is the live schema's at
--- the last scan, so that a scan that finds it unchanged stops there.
+-- migrations the next scan asks to explain what it sees (those committed since, with a margin),
+-- and `seen_migrations` are the ones already used, so each explains changes once, in the first
+-- scan whose snapshot shows it committed; `fingerprint` is the live schema's at the last scan,
+-- so that a scan that finds it unchanged stops there.
 CREATE TABLE IF NOT EXISTS @extschema@.drift_state (
     id boolean PRIMARY KEY DEFAULT true CHECK (id),
     format integer NOT NULL,
     fingerprint text,
     baseline_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     scanned_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    last_ddl_log_id bigint NOT NULL DEFAULT 0
+    seen_migrations bigint[] NOT NULL DEFAULT '{}'
 );
 
 -- The expected schema, one row per object (snapshot.py's SchemaObject as JSON, by its key).
