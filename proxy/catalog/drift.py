@@ -6,12 +6,14 @@ migrations recorded since the last scan, and calls `reconcile`:
 1. `changed_keys(baseline, live)`: the objects whose rendered attributes differ, or that exist on
    one side only. Both sides come from the same server's own renderers, so equal definitions
    are equal strings: nothing is normalised here, and nothing needs to be.
-2. What a recorded migration explains (`Explanation`): an object is explained when it, or what
-   it hangs from (its table, its schema, the tables a view reads, a foreign key's target, a
-   column's type), was named by a statement of a migration committed since the last scan, or
-   was logged by the database's DDL triggers in such a migration's transaction. Explained
-   changes move the baseline; a migration whose statements name nothing explains everything
-   (the proxy could not tell what it touched: better silent than wrong).
+2. What a recorded migration explains (`Explanation`): where the database's DDL triggers keep a
+   log, the latest logged command on the object (or on what it hangs from) decides: inside a
+   recorded migration's transaction or not. Otherwise an object is explained when it, or what it
+   hangs from (its table, the tables a view reads, a foreign key's target, a column's type; its
+   schema only when the schema itself changed), was named or mentioned by a statement of a
+   migration committed since the last scan (`statement_names`: generous on purpose, since a
+   name too many costs a missed drift in that window and a name too few a false alarm).
+   Explained changes move the baseline.
 3. `diff(expected, actual)`: what is left, as reported changes: added, removed, modified or
    renamed (same OID, new name), each with its attributes' expected and actual values and a
    severity. The children of an added or removed object (a new table's columns and indexes) are
@@ -328,15 +330,14 @@ def _modified(
 class Explanation:
     """What the migrations committed since the last scan touched.
 
-    `names`: (schema, name) of the objects their statements named; a None schema matches any.
-    `everything`: some statement named nothing the proxy could resolve.
+    `names`: (schema, name) of the objects their statements named or mention (see
+    `statement_names`); a None schema matches any.
     `logged`: from the database's DDL log, when it exists: snapshot key -> whether the latest
     command logged on that object ran in a recorded migration's transaction. It is exact, so it
     decides before the names do.
     """
 
     names: frozenset[tuple[str | None, str]] = frozenset()
-    everything: bool = False
     logged: Mapping[str, bool] = field(default_factory=dict)
 
 
@@ -345,8 +346,6 @@ def explains(explanation: Explanation, key: str, expected: Snapshot, actual: Sna
     verdict = _logged_verdict(explanation, key, expected, actual)
     if verdict is not None:
         return verdict
-    if explanation.everything:
-        return True
     if not explanation.names:
         return False
     frontier = {key}
@@ -359,7 +358,7 @@ def explains(explanation: Explanation, key: str, expected: Snapshot, actual: Sna
                 obj = snapshot.objects.get(current)
                 if obj is None:
                     continue
-                if _named(explanation, obj):
+                if _named(explanation, obj) and (current == key or _reaches(obj, current, expected, actual)):
                     return True
                 following.update(obj.related)
                 if obj.parent is not None:
@@ -386,6 +385,46 @@ def lineage(key: str, expected: Snapshot, actual: Snapshot) -> list[str]:
         if key in snapshot.objects:
             chain.extend(a for a in _ancestors(key, snapshot.objects) if a not in chain)
     return chain
+
+
+def _reaches(ancestor: SchemaObject, key: str, expected: Snapshot, actual: Snapshot) -> bool:
+    """Whether a named ancestor explains its descendants' changes: always, except a schema,
+    which does only when it changed itself (created, dropped, renamed): a statement that merely
+    mentions `public` must not explain every change in it."""
+    if ancestor.object_type != "schema":
+        return True
+    before, after = expected.objects.get(key), actual.objects.get(key)
+    return before is None or after is None or before.name != after.name
+
+
+# A quoted identifier, a word, or a string literal (skipped); names are dotted chains of these.
+_TOKEN: Final = re.compile(
+    r"""'(?:[^']|'')*'|"((?:[^"]|"")+)"|([A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)|(\.)|\S"""
+)
+
+
+def statement_names(text: str) -> set[tuple[str | None, str]]:
+    """The (schema, name) pairs a statement's text may refer to, generously: every identifier
+    alone, and every dotted pair `a.b` as a qualified name (`a.b.c` gives `a.b`, a column's
+    table). Unquoted words fold to lower case, as Postgres folds them. Too many names only make
+    the scan explain a little more; too few would report a migration's own change as drift."""
+    names: set[tuple[str | None, str]] = set()
+    chain: list[str] = []
+    dotted = False
+    for match in _TOKEN.finditer(text):
+        quoted, word, dot = match.group(1), match.group(2), match.group(3)
+        if quoted is not None or word is not None:
+            name = quoted.replace('""', '"') if quoted is not None else word.lower()
+            chain = [*chain, name] if dotted else [name]
+            dotted = False
+            names.add((None, name))
+            if len(chain) in (2, 3):
+                names.add((chain[-2] if len(chain) == 2 else chain[0], chain[1]))
+        elif dot is not None and chain:
+            dotted = True
+        else:
+            chain, dotted = [], False
+    return names
 
 
 def _named(explanation: Explanation, obj: SchemaObject) -> bool:

@@ -209,7 +209,6 @@ async def _scan_locked(
 @dataclass(frozen=True, slots=True)
 class _Touched:
     names: frozenset[tuple[str | None, str]]
-    everything: bool
     window: list[int]  # every migration in the window, used now or before
 
 
@@ -225,33 +224,31 @@ async def _reconcile(
 
 
 async def _read_touched(conn: Conn, tables: _Tables, state: _State) -> _Touched:
-    """What the migrations not yet used by a scan named."""
+    """What the migrations not yet used by a scan named, or mentioned."""
     query = sql.SQL(
-        "SELECT migration_id, schema_name, object_name, unresolved FROM {}(%s::timestamptz - %s::interval)"
+        "SELECT migration_id, schema_name, object_name, statement FROM {}(%s::timestamptz - %s::interval)"
     ).format(tables.touched)
     cursor = await conn.execute(query, (state.scanned_at, _EXPLAIN_MARGIN))
     names: set[tuple[str | None, str]] = set()
-    everything = False
     window: set[int] = set()
-    for migration_id, schema_name, object_name, unresolved in await cursor.fetchall():
+    for migration_id, schema_name, object_name, statement in await cursor.fetchall():
         window.add(int(migration_id))
         if migration_id in state.seen:
             continue
-        everything = everything or bool(unresolved)
         if object_name is not None:
             names.add((schema_name, object_name))
-    return _Touched(frozenset(names), everything, sorted(window))
+        if statement is not None:
+            names |= drift.statement_names(statement)
+    return _Touched(frozenset(names), sorted(window))
 
 
 async def _explanation(
     conn: Conn, tables: _Tables, touched: _Touched, baseline: Snapshot, live: Snapshot, changed: set[str]
 ) -> tuple[drift.Explanation, dict[str, dict[str, Any]]]:
-    names, everything = touched.names, touched.everything
     candidates = sorted({k for key in changed for k in drift.lineage(key, baseline, live)})
     logged = await _read_ddl_log(conn, tables, candidates)
     explanation = drift.Explanation(
-        names=frozenset(names),
-        everything=everything,
+        names=touched.names,
         logged={key: bool(row["migrated"]) for key, row in logged.items()},
     )
     return explanation, logged

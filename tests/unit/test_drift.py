@@ -12,6 +12,7 @@ from proxy.catalog.drift import (
     diff,
     explains,
     reconcile,
+    statement_names,
 )
 from proxy.catalog.snapshot import SchemaObject, Snapshot
 
@@ -225,12 +226,14 @@ def test_explained_by_name_of_the_table_or_its_schema() -> None:
     live = snap(*BASE.objects.values(), column("b", 3))
     assert explains(Explanation(names=frozenset({("public", "t")})), "col:100:3", BASE, live)
     assert explains(Explanation(names=frozenset({(None, "t")})), "col:100:3", BASE, live)
-    assert explains(Explanation(names=frozenset({(None, "public")})), "col:100:3", BASE, live)
+    # A schema explains its objects' changes only when it changed itself.
+    assert not explains(Explanation(names=frozenset({(None, "public")})), "col:100:3", BASE, live)
+    renamed = snap(*live.objects.values(), obj(SCHEMA, "schema", "main", "main", schema=None))
+    assert explains(Explanation(names=frozenset({(None, "public")})), "col:100:3", BASE, renamed)
     assert not explains(Explanation(names=frozenset({("public", "other")})), "col:100:3", BASE, live)
     # A column is not a namespace object: its name alone explains nothing.
     assert not explains(Explanation(names=frozenset({("public", "b")})), "col:100:3", BASE, live)
     assert explains(Explanation(logged={TABLE: True}), "col:100:3", BASE, live)
-    assert explains(Explanation(everything=True), "col:100:3", BASE, live)
     assert not explains(Explanation(), "col:100:3", BASE, live)
 
 
@@ -241,6 +244,16 @@ def test_the_ddl_log_decides_before_the_names() -> None:
     assert not explains(Explanation(names=named, logged={TABLE: False}), "col:100:3", BASE, live)
     # The nearest logged object wins: the column itself was last changed by a migration.
     assert explains(Explanation(logged={TABLE: False, "col:100:3": True}), "col:100:3", BASE, live)
+
+
+def test_statement_names_are_generous_and_fold_like_postgres() -> None:
+    names = statement_names('COMMENT ON COLUMN "Sales"."Order".total IS \'a "quoted" word\'')
+    assert {("Sales", "Order"), (None, "Order"), (None, "total"), (None, "comment")} <= names
+    assert (None, "quoted") not in names  # string literals are not names
+    names = statement_names("CREATE POLICY p ON Inventory.Item USING (id > 0)")
+    assert {("inventory", "item"), (None, "p"), (None, "item")} <= names
+    assert ("Inventory", "Item") not in names
+    assert ("item", "id") not in statement_names("ALTER TABLE item ADD id int")
 
 
 def test_view_dropped_by_cascade_is_explained_by_its_table() -> None:

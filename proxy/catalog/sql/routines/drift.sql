@@ -2,29 +2,29 @@
 -- Called by the proxy's drift watcher and `electric-proxy drift`, as the catalog's owner; not
 -- executable by PUBLIC.
 
--- What the migrations committed since `since` named: one row per (migration, object), and one
--- row with `unresolved` for a statement that named nothing the proxy could resolve (the
--- watcher then explains every change: better silent than wrong).
+-- What the migrations committed since `since` touched: the objects their statements named, as
+-- the proxy resolved them, and the text of every statement (objects the proxy could not name,
+-- a policy's table, a comment's column, are found in the text by drift.statement_names).
 CREATE OR REPLACE FUNCTION @extschema@._drift_touched(since timestamptz)
-    RETURNS TABLE (migration_id bigint, schema_name text, object_name text, unresolved boolean)
+    RETURNS TABLE (migration_id bigint, schema_name text, object_name text, statement text)
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT m.id, o.value ->> 'schema', o.value ->> 'name', false
+    SELECT m.id, o.value ->> 'schema', o.value ->> 'name', NULL
       FROM @extschema@.migrations m
       JOIN @extschema@.migration_statements s ON s.migration_id = m.id
       CROSS JOIN LATERAL jsonb_array_elements(s.objects) o
      WHERE m.committed_at >= since AND o.value ->> 'name' IS NOT NULL
     UNION ALL
-    SELECT m.id, o.schema_name, o.object_name, false
+    SELECT m.id, o.schema_name, o.object_name, NULL
       FROM @extschema@.migrations m
       JOIN @extschema@.migration_objects o ON o.migration_id = m.id
      WHERE m.committed_at >= since
     UNION ALL
-    SELECT m.id, NULL, NULL, true
+    SELECT m.id, NULL, NULL, s.sql
       FROM @extschema@.migrations m
       JOIN @extschema@.migration_statements s ON s.migration_id = m.id
-     WHERE m.committed_at >= since AND jsonb_array_length(s.objects) = 0
+     WHERE m.committed_at >= since
 $$;
 
 -- The database-side guard's DDL log: for each of `keys` (drift snapshot keys, snapshot.py), the
