@@ -219,7 +219,7 @@ async def _reconcile(
     changed = drift.changed_keys(baseline, live)
     if not changed:
         return drift.Reconciled(baseline, frozenset(), []), {}, touched.window
-    explanation, logged = await _explanation(conn, tables, touched, baseline, live, changed)
+    explanation, logged = await _explanation(conn, tables, state, touched, baseline, live, changed)
     return drift.reconcile(baseline, live, explanation), logged, touched.window
 
 
@@ -243,33 +243,48 @@ async def _read_touched(conn: Conn, tables: _Tables, state: _State) -> _Touched:
 
 
 async def _explanation(
-    conn: Conn, tables: _Tables, touched: _Touched, baseline: Snapshot, live: Snapshot, changed: set[str]
+    conn: Conn,
+    tables: _Tables,
+    state: _State,
+    touched: _Touched,
+    baseline: Snapshot,
+    live: Snapshot,
+    changed: set[str],
 ) -> tuple[drift.Explanation, dict[str, dict[str, Any]]]:
+    """The explanation, and the latest direct (not migrated) logged command per key, for
+    attribution. A key any migration logged in the window is explained: with ALTER TABLE logged
+    on the table, a migration's column and a direct one on the same table look alike, and a
+    missed drift is better than a false one."""
     candidates = sorted({k for key in changed for k in drift.lineage(key, baseline, live)})
-    logged = await _read_ddl_log(conn, tables, candidates)
-    explanation = drift.Explanation(
-        names=touched.names,
-        logged={key: bool(row["migrated"]) for key, row in logged.items()},
-    )
-    return explanation, logged
+    rows = await _read_ddl_log(conn, tables, candidates, state.scanned_at)
+    logged: dict[str, bool] = {}
+    direct: dict[str, dict[str, Any]] = {}
+    for row in rows:  # newest first
+        key = row["object_key"]
+        logged[key] = logged.get(key, False) or bool(row["migrated"])
+        if not row["migrated"]:
+            direct.setdefault(key, row)
+    return drift.Explanation(names=touched.names, logged=logged), direct
 
 
-async def _read_ddl_log(conn: Conn, tables: _Tables, keys: list[str]) -> dict[str, dict[str, Any]]:
+async def _read_ddl_log(
+    conn: Conn, tables: _Tables, keys: list[str], since: datetime
+) -> list[dict[str, Any]]:
     query = sql.SQL(
         "SELECT object_key, id, txid, migrated, pid, role_name, application_name, client_addr,"
-        " command_tag, object_identity, statement, logged_at FROM {}(%s)"
+        " command_tag, object_identity, statement, logged_at FROM {}(%s, %s::timestamptz - %s::interval)"
     ).format(tables.ddl_log)
-    cursor = await conn.execute(query, (keys,))
+    cursor = await conn.execute(query, (keys, since, _EXPLAIN_MARGIN))
     names = [column.name for column in cursor.description or ()]
-    return {row[0]: dict(zip(names, row, strict=True)) for row in await cursor.fetchall()}
+    return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
 
-def _attribution(change: drift.Change, baseline: Snapshot, live: Snapshot, logged: Mapping[str, Any]) -> Any:
-    """Who made the change, from the DDL log's latest direct command on it or its table."""
+def _attribution(change: drift.Change, baseline: Snapshot, live: Snapshot, direct: Mapping[str, Any]) -> Any:
+    """Who made the change: the DDL log's latest direct command on it or what it hangs from."""
     for key in change.keys:
         for candidate in drift.lineage(key, baseline, live):
-            row = logged.get(candidate)
-            if row is not None and not row["migrated"]:
+            row = direct.get(candidate)
+            if row is not None:
                 return {
                     "txid": row["txid"],
                     "pid": row["pid"],

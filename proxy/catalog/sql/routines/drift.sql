@@ -27,11 +27,12 @@ AS $$
      WHERE m.committed_at >= since
 $$;
 
--- The database-side guard's DDL log: for each of `keys` (drift snapshot keys, snapshot.py), the
--- latest logged command on that object, and whether its transaction is a recorded migration.
+-- The database-side guard's DDL log: the commands logged since `since` on any of `keys` (drift
+-- snapshot keys, snapshot.py), newest first, each with whether its transaction is a recorded
+-- migration.
 -- The log's tables come with the database guard's step; until they exist this returns nothing,
 -- so the proxy needs no other way to know whether the log is there.
-CREATE OR REPLACE FUNCTION @extschema@._drift_ddl_log(keys text[])
+CREATE OR REPLACE FUNCTION @extschema@._drift_ddl_log(keys text[], since timestamptz)
     RETURNS TABLE (
         object_key text, id bigint, txid text, migrated boolean, pid integer, role_name text,
         application_name text, client_addr text, command_tag text, object_identity text,
@@ -45,7 +46,7 @@ BEGIN
     END IF;
     -- Dynamic: the log's tables may not exist when this file is applied.
     RETURN QUERY EXECUTE $q$
-        SELECT DISTINCT ON (k.key) k.key, l.id, l.txid::text,
+        SELECT k.key, l.id, l.txid::text,
                EXISTS (SELECT FROM @extschema@.migrations m WHERE m.txid = l.txid),
                l.pid, l.session_role, l.application_name, host(l.client_addr), l.command_tag,
                l.object_identity, s.statement, l.logged_at
@@ -65,11 +66,11 @@ BEGIN
                    WHEN 'pg_extension'::regclass THEN 'ext:' || l.objid
                END AS key) k
           LEFT JOIN @extschema@.ddl_statements s ON s.txid = l.txid AND s.hash = l.statement_hash
-         WHERE k.key = ANY ($1)
-         ORDER BY k.key, l.id DESC
-    $q$ USING keys;
+         WHERE k.key = ANY ($1) AND l.logged_at >= $2
+         ORDER BY l.id DESC
+    $q$ USING keys, since;
 END
 $$;
 
 REVOKE ALL ON FUNCTION @extschema@._drift_touched(timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION @extschema@._drift_ddl_log(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._drift_ddl_log(text[], timestamptz) FROM PUBLIC;
