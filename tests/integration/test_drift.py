@@ -265,7 +265,13 @@ def test_drift_command_errors_exit_1(capsys: pytest.CaptureFixture[str], pg: Emb
     assert main(["drift", "--upstream", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"]) == 1
     assert "cannot connect" in capsys.readouterr().err
     # A database the proxy never managed has no baseline.
-    assert main(["drift", "--upstream", pg.url("app", user="alice", password=ALICE_PASSWORD)]) in (0, 1)
+    pg.execute("DROP DATABASE IF EXISTS drift_none")
+    pg.execute("CREATE DATABASE drift_none OWNER alice")
+    try:
+        assert main(["drift", "--upstream", pg.url("drift_none", user="alice", password=ALICE_PASSWORD)]) == 1
+        assert "no drift baseline" in capsys.readouterr().err
+    finally:
+        pg.execute("DROP DATABASE IF EXISTS drift_none WITH (FORCE)")
 
 
 # -- the watcher ------------------------------------------------------------------------------------
