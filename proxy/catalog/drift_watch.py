@@ -20,7 +20,9 @@ A scan (`scan`), whoever runs it (the watcher, or `electric-proxy drift`):
 `accept` is a scan that also adopts the live state of the named drift (or all of it) and
 records who accepted what in `drift_acceptances`.
 
-The watcher (`DriftWatcher`) runs a scan every `drift.interval_ms`, and at once when the
+The watcher (`DriftWatcher`) first records `drift.mode` and `drift.block_scope` in the database
+(`_drift_configure`, which also creates or drops the block trigger on the DDL log: see
+sql/routines/drift.sql, BLOCK MODE), then runs a scan every `drift.interval_ms`, and at once when the
 database's DDL triggers notify `electric_ddl` (their NOTIFY is delivered at commit): a direct
 DDL is then reported within a second, with its attribution, and counted with
 source="event_trigger". Replicas that do not hold the lock read the open counts for their
@@ -522,6 +524,8 @@ class DriftWatcher:
         *,
         schema: str,
         interval: float,
+        mode: str = "detect",
+        block_scope: str = "electrified",
         settle: float = 0.2,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
@@ -532,6 +536,8 @@ class DriftWatcher:
         self._stats = stats
         self._schema = schema
         self._interval = interval
+        self._mode = mode
+        self._block_scope = block_scope
         self._settle = settle
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -575,6 +581,7 @@ class DriftWatcher:
         while True:
             try:
                 await self._watch()
+                return  # mode "off": configured, nothing to watch
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # whatever happens, the proxy keeps running
@@ -593,6 +600,9 @@ class DriftWatcher:
         )
         try:
             await conn.execute(b"SELECT pg_catalog.set_config('search_path', '', false)")
+            await self._configure(conn)
+            if self._mode == "off":
+                return
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(DDL_CHANNEL)))
             while True:
                 await self._scan(conn)
@@ -602,6 +612,19 @@ class DriftWatcher:
                     pass  # the coming scan covers them all
         finally:
             await conn.close()
+
+    async def _configure(self, conn: Conn) -> None:
+        """Tell the database the mode (the block trigger reads it at COMMIT)."""
+        query = sql.SQL("SELECT {}(%s, %s)").format(sql.Identifier(self._schema, "_drift_configure"))
+        cursor = await conn.execute(query, (self._mode, self._block_scope))
+        row = await cursor.fetchone()
+        enforceable = bool(row and row[0])
+        if self._mode == "block" and not enforceable:
+            logger.warning(
+                "drift.mode = block in database %s: the database-side guard's DDL log is missing "
+                "(its event triggers need a role that may create them); direct DDL is detected, not refused",
+                self.database,
+            )
 
     async def _scan(self, conn: Conn) -> None:
         force = self._wake.is_set()
@@ -652,18 +675,27 @@ class DriftWatcher:
 
 
 def start_watchers(
-    conninfo: str, databases: Iterable[str], stats: Stats, *, schema: str, interval_ms: int, mode: str
+    conninfo: str,
+    databases: Iterable[str],
+    stats: Stats,
+    *,
+    schema: str,
+    interval_ms: int,
+    mode: str,
+    block_scope: str,
 ) -> list[DriftWatcher]:
-    """One started watcher per managed database; none when `mode` is "off"."""
-    if mode == "off":
-        return []
-    if mode == "block":
-        logger.warning("drift.mode = block: direct DDL is detected and reported, not yet refused")
+    """One started watcher per managed database. With `mode` "off" each only records the mode in
+    its database (so that a block trigger left by an earlier run stops refusing) and ends."""
     from psycopg.conninfo import make_conninfo
 
     watchers = [
         DriftWatcher(
-            make_conninfo(conninfo, dbname=database), stats, schema=schema, interval=interval_ms / 1000
+            make_conninfo(conninfo, dbname=database),
+            stats,
+            schema=schema,
+            interval=interval_ms / 1000,
+            mode=mode,
+            block_scope=block_scope,
         )
         for database in sorted(databases)
     ]

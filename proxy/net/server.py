@@ -87,6 +87,7 @@ class ProxyServer:
                 schema=config.catalog.schema,
                 interval_ms=config.drift.interval_ms,
                 mode=config.drift.mode,
+                block_scope=config.drift.block_scope,
             )
 
     def _new_session(self) -> asyncio.Protocol:

@@ -320,9 +320,20 @@ def test_watcher_scans_on_its_interval(db_url: str, direct: psycopg.Connection[A
     baseline_now(db_url)
 
 
-def test_drift_off_starts_no_watcher(db_url: str) -> None:
+def test_drift_off_records_the_mode_and_scans_nothing(db_url: str, direct: psycopg.Connection[Any]) -> None:
     running = RunningProxy(proxy_config(db_url, **{"drift.mode": "off"}))
     try:
-        assert running.server.drift == []
+        found = watcher(running)
+        task = found._task
+        assert task is not None
+        running.call(asyncio.wait_for(asyncio.shield(task), 10))  # configured, then done
+        assert found.scans == 0
+        assert direct.execute("SELECT mode FROM electric.drift_settings").fetchone() == ("off",)
+    finally:
+        running.stop()
+    running = RunningProxy(proxy_config(db_url, **{"drift.interval_ms": HOUR_MS}))
+    try:
+        running.call(watcher(running).wait_scans(1, 10))
+        assert direct.execute("SELECT mode FROM electric.drift_settings").fetchone() == ("detect",)
     finally:
         running.stop()

@@ -72,5 +72,96 @@ BEGIN
 END
 $$;
 
+-- BLOCK MODE (drift.mode = "block"). Where the database-side guard logs every DDL in ddl_log,
+-- a deferred constraint trigger on the log checks each logged command at COMMIT: a transaction
+-- that changed the schema and holds no migration recorded by a proxy (electric.migrations, row
+-- of this very transaction, written by the capture call the proxy injects before COMMIT) is
+-- refused, with EX020, and rolls back whole. Scope "electrified" refuses only commands on an
+-- electrified table or on what belongs to it (index, constraint, trigger, policy); "all", any.
+-- Checked at COMMIT, not in the event trigger: the proxy's capture call comes after the
+-- statement it records.
+--
+-- LIMIT: the capture procedures are executable by PUBLIC (every role's DDL must be recordable),
+-- so a client that calls `electric.capture(...)` itself, on a direct connection, passes. That
+-- is a deliberate forgery, not a mistake, and it stays visible: the migration it records and the
+-- DDL log row carry its session, pid and statement. A dropped index of an electrified table is
+-- gone at COMMIT and can no longer be traced to its table: scope "electrified" lets it through.
+CREATE OR REPLACE FUNCTION @extschema@._drift_block_table(classid oid, objid oid)
+    RETURNS oid
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE classid
+        WHEN 'pg_class'::regclass THEN
+            COALESCE((SELECT x.indrelid FROM pg_index x WHERE x.indexrelid = objid), objid)
+        WHEN 'pg_constraint'::regclass THEN (SELECT c.conrelid FROM pg_constraint c WHERE c.oid = objid)
+        WHEN 'pg_trigger'::regclass THEN (SELECT t.tgrelid FROM pg_trigger t WHERE t.oid = objid)
+        WHEN 'pg_policy'::regclass THEN (SELECT p.polrelid FROM pg_policy p WHERE p.oid = objid)
+        WHEN 'pg_rewrite'::regclass THEN (SELECT r.ev_class FROM pg_rewrite r WHERE r.oid = objid)
+    END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@._drift_block()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    settings record;
+    target oid;
+BEGIN
+    SELECT s.mode, s.block_scope INTO settings FROM @extschema@.drift_settings s;
+    IF settings.mode IS DISTINCT FROM 'block'
+       OR EXISTS (SELECT FROM @extschema@.migrations m WHERE m.txid = NEW.txid) THEN
+        RETURN NULL;
+    END IF;
+    IF settings.block_scope = 'electrified' THEN
+        target := @extschema@._drift_block_table(NEW.classid, NEW.objid);
+        IF target IS NULL OR NOT EXISTS (SELECT FROM @extschema@.electrified e WHERE e.relid = target) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'EX020',
+        MESSAGE = format('schema change refused: %s%s was not made through electric-proxy',
+                         NEW.command_tag, COALESCE(' ' || NEW.object_identity, '')),
+        DETAIL = CASE settings.block_scope
+            WHEN 'all' THEN 'drift.mode is "block": every schema change must go through the proxy.'
+            ELSE 'drift.mode is "block": electrified tables change only through the proxy.' END,
+        HINT = 'Connect through electric-proxy, which records the change as a migration, and run it again.';
+END
+$$;
+
+-- Records the proxies' mode, and creates or drops the block trigger on the DDL log; returns
+-- whether block mode can be enforced (false without the database-side guard's log).
+CREATE OR REPLACE FUNCTION @extschema@._drift_configure(new_mode text, new_scope text)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    present boolean;
+BEGIN
+    UPDATE @extschema@.drift_settings
+       SET mode = new_mode, block_scope = new_scope, updated_at = now()
+     WHERE (mode, block_scope) IS DISTINCT FROM (new_mode, new_scope);
+    IF to_regclass('@extschema@.ddl_log') IS NULL THEN
+        RETURN false;
+    END IF;
+    present := EXISTS (SELECT FROM pg_trigger
+                        WHERE tgrelid = '@extschema@.ddl_log'::regclass AND tgname = 'drift_block');
+    IF new_mode = 'block' AND NOT present THEN
+        CREATE CONSTRAINT TRIGGER drift_block AFTER INSERT ON @extschema@.ddl_log
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION @extschema@._drift_block();
+    ELSIF new_mode <> 'block' AND present THEN
+        DROP TRIGGER drift_block ON @extschema@.ddl_log;
+    END IF;
+    RETURN true;
+END
+$$;
+
+REVOKE ALL ON FUNCTION @extschema@._drift_block_table(oid, oid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._drift_block() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._drift_configure(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._drift_touched(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._drift_ddl_log(text[], timestamptz) FROM PUBLIC;

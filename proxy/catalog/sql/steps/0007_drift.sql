@@ -16,6 +16,17 @@ CREATE TABLE IF NOT EXISTS @extschema@.drift_state (
     seen_migrations bigint[] NOT NULL DEFAULT '{}'
 );
 
+-- The drift mode the proxies run with (config [drift] mode and block_scope), for the block
+-- trigger (routines/drift.sql) to read at COMMIT. Written by each proxy's drift watcher when it
+-- connects: replicas are expected to share one configuration.
+CREATE TABLE IF NOT EXISTS @extschema@.drift_settings (
+    id boolean PRIMARY KEY DEFAULT true CHECK (id),
+    mode text NOT NULL DEFAULT 'detect' CHECK (mode IN ('detect', 'block', 'off')),
+    block_scope text NOT NULL DEFAULT 'electrified' CHECK (block_scope IN ('electrified', 'all')),
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+INSERT INTO @extschema@.drift_settings DEFAULT VALUES ON CONFLICT (id) DO NOTHING;
+
 -- The expected schema, one row per object (snapshot.py's SchemaObject as JSON, by its key).
 CREATE TABLE IF NOT EXISTS @extschema@.drift_baseline (
     key text PRIMARY KEY,
@@ -55,6 +66,6 @@ CREATE TABLE IF NOT EXISTS @extschema@.drift_events (
 CREATE UNIQUE INDEX IF NOT EXISTS drift_events_open
     ON @extschema@.drift_events (object_key) WHERE status = 'open';
 
-REVOKE ALL ON @extschema@.drift_state, @extschema@.drift_baseline, @extschema@.drift_acceptances,
+REVOKE ALL ON @extschema@.drift_state, @extschema@.drift_settings, @extschema@.drift_baseline, @extschema@.drift_acceptances,
     @extschema@.drift_events FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA @extschema@ FROM PUBLIC;
