@@ -88,7 +88,7 @@ def _request(args: argparse.Namespace) -> _Request:
 
 async def _execute(args: argparse.Namespace, request: _Request) -> Any:
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from proxy.catalog import drift_watch
     from proxy.cli import config_from_args
@@ -100,13 +100,15 @@ async def _execute(args: argparse.Namespace, request: _Request) -> Any:
             "no upstream database configured: give --upstream URL, set DATABASE_URL, "
             "or set [upstream] url in the config file"
         )
-    database = str(conninfo_to_dict(config.upstream.url).get("dbname") or "the upstream database")
+    # Scans write the drift tables: the catalog's owner (catalog.admin_url) when there is one.
+    url = config.upstream.url
+    database = str(conninfo_to_dict(url).get("dbname") or "the upstream database")
+    if config.catalog.admin_url:
+        url = make_conninfo(config.catalog.admin_url, dbname=database)
     schema = config.catalog.schema
     timeout = max(1, math.ceil(config.upstream.connect_timeout_ms / 1000))
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            config.upstream.url, autocommit=True, connect_timeout=timeout
-        )
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=timeout)
     except psycopg.Error as exc:
         raise _Failure(f"cannot connect to the upstream database: {scrub(_first_line(exc))}") from None
     async with conn:

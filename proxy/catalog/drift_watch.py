@@ -684,8 +684,10 @@ def start_watchers(
     mode: str,
     block_scope: str,
 ) -> list[DriftWatcher]:
-    """One started watcher per managed database. With `mode` "off" each only records the mode in
-    its database (so that a block trigger left by an earlier run stops refusing) and ends."""
+    """One started watcher per managed database, connected with `conninfo`: the role that owns
+    the catalog (catalog.admin_url when set, else the upstream URL), since scans write the drift
+    tables. With `mode` "off" each only records the mode in its database (so that a block
+    trigger left by an earlier run stops refusing) and ends."""
     from psycopg.conninfo import make_conninfo
 
     watchers = [

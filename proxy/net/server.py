@@ -81,7 +81,7 @@ class ProxyServer:
                 logger.warning("catalog of database %s not ready yet; the watcher keeps trying", database)
         if config.drift.enabled:
             self.drift = start_watchers(
-                config.upstream.url,
+                config.catalog.admin_url or config.upstream.url,  # the drift tables' writer
                 self.ctx.managed_databases,
                 self.ctx.stats,
                 schema=config.catalog.schema,

@@ -337,3 +337,45 @@ def test_drift_off_records_the_mode_and_scans_nothing(db_url: str, direct: psyco
         assert direct.execute("SELECT mode FROM electric.drift_settings").fetchone() == ("detect",)
     finally:
         running.stop()
+
+
+# -- a catalog owned by a NOLOGIN role (catalog.admin_url) ----------------------------------------
+
+
+def test_drift_with_the_catalog_owned_by_an_owner_role(
+    pg: EmbeddedPostgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The application role may only read the catalog: the watcher and the CLI write the drift
+    tables with the admin URL's role."""
+    database, owner = "drift_owned", "drift_owner_role"
+    pg.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    pg.execute(f"DROP ROLE IF EXISTS {owner}")
+    pg.execute(f"CREATE DATABASE {database} OWNER alice")
+    app_url = pg.url(database, user="alice", password=ALICE_PASSWORD) + "?sslmode=disable"
+    admin_url = pg.url(database)
+    settings = {"catalog.admin_url": admin_url, "catalog.owner_role": owner, "drift.interval_ms": HOUR_MS}
+    running = RunningProxy(proxy_config(app_url, **settings))
+    try:
+        found = watcher(running)
+        assert running.call(found.wait_scans(1, 10)).in_sync
+        with psycopg.connect(app_url, autocommit=True) as direct:
+            assert direct.execute(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'electric.drift_baseline'::regclass"
+            ).fetchone() == (owner,)
+            direct.execute("CREATE TABLE owned_t (id int)")
+        scans = found.scans
+        running.loop.call_soon_threadsafe(found.poke)
+        report = running.call(found.wait_scans(scans + 1, 10))
+        assert [o["identity"] for o in report.objects] == ["public.owned_t"]
+        args = ["drift", "--upstream", app_url]
+        env_admin = {"ELECTRIC_PROXY_CATALOG_ADMIN_URL": admin_url}
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env_admin.items():
+                patch.setenv(key, value)
+            assert main([*args, "accept", "--all", "--by", "erin"]) == 0
+            assert main(args) == 0
+        assert "in sync" in capsys.readouterr().out
+    finally:
+        running.stop()
+        pg.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        pg.execute(f"DROP ROLE IF EXISTS {owner}")

@@ -111,8 +111,11 @@ DECLARE
     target oid;
 BEGIN
     SELECT s.mode, s.block_scope INTO settings FROM @extschema@.drift_settings s;
+    -- A 'direct' migration is the history's record of an ELECTRIC call made on the database
+    -- (routines/audit.sql): recorded, but not through a proxy.
     IF settings.mode IS DISTINCT FROM 'block'
-       OR EXISTS (SELECT FROM @extschema@.migrations m WHERE m.txid = NEW.txid) THEN
+       OR EXISTS (SELECT FROM @extschema@.migrations m
+                   WHERE m.txid = NEW.txid AND m.version_source <> 'direct') THEN
         RETURN NULL;
     END IF;
     IF settings.block_scope = 'electrified' THEN
