@@ -302,3 +302,20 @@ def test_json_shape() -> None:
 def test_snapshot_objects_round_trip_through_json() -> None:
     for item in BASE.objects.values():
         assert SchemaObject.from_json(item.to_json()) == item
+
+
+def test_drift_metrics_are_exposed_with_their_labels() -> None:
+    from collections import Counter
+
+    from prometheus_client import generate_latest
+
+    from proxy.metrics import Stats, build_registry
+
+    stats = Stats()
+    stats.drift_open = Counter({"critical": 2, "low": 1})
+    stats.drift_events["event_trigger"] += 3
+    text = generate_latest(build_registry(stats)).decode()
+    assert 'electric_proxy_drift_objects{severity="critical"} 2.0' in text
+    assert 'electric_proxy_drift_objects{severity="high"} 0.0' in text
+    assert 'electric_proxy_drift_events_total{source="event_trigger"} 3.0' in text
+    assert 'electric_proxy_drift_events_total{source="scan"} 0.0' in text
