@@ -118,11 +118,17 @@ BEGIN
                    WHERE m.txid = NEW.txid AND m.version_source <> 'direct') THEN
         RETURN NULL;
     END IF;
-    IF settings.block_scope = 'electrified' THEN
-        target := @extschema@._drift_block_table(NEW.classid, NEW.objid);
-        IF target IS NULL OR NOT EXISTS (SELECT FROM @extschema@.electrified e WHERE e.relid = target) THEN
-            RETURN NULL;
-        END IF;
+    target := @extschema@._drift_block_table(NEW.classid, NEW.objid);
+    -- The catalog's own objects change as the proxy installs or configures it, never by a
+    -- migration: not the user's schema.
+    IF NEW.object_identity LIKE '@extschema@.%'
+       OR EXISTS (SELECT FROM pg_class c WHERE c.oid = target
+                     AND c.relnamespace = '@extschema@'::regnamespace) THEN
+        RETURN NULL;
+    END IF;
+    IF settings.block_scope = 'electrified'
+       AND (target IS NULL OR NOT EXISTS (SELECT FROM @extschema@.electrified e WHERE e.relid = target)) THEN
+        RETURN NULL;
     END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'EX020',
