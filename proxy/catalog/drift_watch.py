@@ -254,18 +254,21 @@ async def _explanation(
     changed: set[str],
 ) -> tuple[drift.Explanation, dict[str, dict[str, Any]]]:
     """The explanation, and the latest direct (not migrated) logged command per key, for
-    attribution. A key any migration logged in the window is explained: with ALTER TABLE logged
-    on the table, a migration's column and a direct one on the same table look alike, and a
-    missed drift is better than a false one."""
+    attribution. A key that a migration not yet used by a scan logged in the window is
+    explained: with ALTER TABLE logged on the table, a migration's column and a direct one on the
+    same table look alike, and a missed drift is better than a false one. Commands of migrations
+    an earlier scan used explain nothing more."""
     candidates = sorted({k for key in changed for k in drift.lineage(key, baseline, live)})
     rows = await _read_ddl_log(conn, tables, candidates, state.scanned_at)
     logged: dict[str, bool] = {}
     direct: dict[str, dict[str, Any]] = {}
     for row in rows:  # newest first
-        key = row["object_key"]
-        logged[key] = logged.get(key, False) or bool(row["migrated"])
-        if not row["migrated"]:
+        key, migration = row["object_key"], row["migration_id"]
+        if migration is None:
+            logged.setdefault(key, False)
             direct.setdefault(key, row)
+        elif migration not in state.seen:
+            logged[key] = True
     return drift.Explanation(names=touched.names, logged=logged), direct
 
 
@@ -273,7 +276,7 @@ async def _read_ddl_log(
     conn: Conn, tables: _Tables, keys: list[str], since: datetime
 ) -> list[dict[str, Any]]:
     query = sql.SQL(
-        "SELECT object_key, id, txid, migrated, pid, role_name, application_name, client_addr,"
+        "SELECT object_key, id, txid, migration_id, pid, role_name, application_name, client_addr,"
         " command_tag, object_identity, statement, logged_at FROM {}(%s, %s::timestamptz - %s::interval)"
     ).format(tables.ddl_log)
     cursor = await conn.execute(query, (keys, since, _EXPLAIN_MARGIN))

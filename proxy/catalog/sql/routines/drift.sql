@@ -28,13 +28,13 @@ AS $$
 $$;
 
 -- The database-side guard's DDL log: the commands logged since `since` on any of `keys` (drift
--- snapshot keys, snapshot.py), newest first, each with whether its transaction is a recorded
--- migration.
+-- snapshot keys, snapshot.py), newest first, each with the recorded migration of its
+-- transaction, if any.
 -- The log's tables come with the database guard's step; until they exist this returns nothing,
 -- so the proxy needs no other way to know whether the log is there.
 CREATE OR REPLACE FUNCTION @extschema@._drift_ddl_log(keys text[], since timestamptz)
     RETURNS TABLE (
-        object_key text, id bigint, txid text, migrated boolean, pid integer, role_name text,
+        object_key text, id bigint, txid text, migration_id bigint, pid integer, role_name text,
         application_name text, client_addr text, command_tag text, object_identity text,
         statement text, logged_at timestamptz)
     LANGUAGE plpgsql STABLE
@@ -47,7 +47,7 @@ BEGIN
     -- Dynamic: the log's tables may not exist when this file is applied.
     RETURN QUERY EXECUTE $q$
         SELECT k.key, l.id, l.txid::text,
-               EXISTS (SELECT FROM @extschema@.migrations m WHERE m.txid = l.txid),
+               (SELECT m.id FROM @extschema@.migrations m WHERE m.txid = l.txid),
                l.pid, l.session_role, l.application_name, host(l.client_addr), l.command_tag,
                l.object_identity, s.statement, l.logged_at
           FROM @extschema@.ddl_log l
