@@ -20,10 +20,12 @@ schemas, objects that belong to an extension, invalid indexes (a CREATE INDEX CO
 progress, which the proxy records only once it succeeds), and the data-like parts of objects
 (sequence values, statistics).
 
-The fingerprint is cheap: an md5 of every relevant catalog row's OID and `xmin`, computed by
-the server. Any DDL writes new catalog rows and so changes it; VACUUM and ANALYZE update
-pg_class in place and do not. A changed fingerprint only means "read the snapshot and diff":
-some changes (TRUNCATE, a new relfilenode) change it without changing the snapshot.
+The fingerprint is cheap: an md5, computed by the server, of every relevant catalog row's OID
+and `xmin` (any DDL writes new catalog rows), except pg_class, whose schema columns are hashed
+instead: TRUNCATE, VACUUM FULL and CLUSTER give a table a new relfilenode, which is no schema
+change. Temporary tables are left out. A changed fingerprint only means "read the snapshot and
+diff": some changes (an ALTER that sets what it already was) change it without changing the
+snapshot.
 """
 
 from __future__ import annotations
@@ -426,22 +428,40 @@ def snapshot_from_rows(rows: Iterable[tuple[Any, ...]]) -> Snapshot:
 # server-side.
 
 _FINGERPRINT_SQL: Final = """
+WITH rel AS (  -- relations created after initdb, temporary ones aside
+    SELECT oid, relname, relnamespace, relkind, relowner, relacl, reloptions, relpersistence,
+           relrowsecurity, relforcerowsecurity, relreplident, relispartition, relnatts, relchecks,
+           relhastriggers, relhasrules, reltype, relam, relpartbound
+      FROM pg_class
+     WHERE oid >= 16384 AND relpersistence <> 't'
+),
+temp_ns AS (
+    SELECT oid FROM pg_namespace WHERE nspname LIKE 'pg\\_temp\\_%' OR nspname LIKE 'pg\\_toast\\_temp\\_%'
+)
 SELECT md5(string_agg(f, ',' ORDER BY f)) FROM (
-    SELECT 'n' || oid || ':' || xmin FROM pg_namespace
-    UNION ALL SELECT 'c' || oid || ':' || xmin FROM pg_class WHERE oid >= 16384
-    UNION ALL SELECT 'a' || attrelid || '.' || attnum || ':' || a.xmin
-                FROM pg_attribute a WHERE attrelid >= 16384 AND attnum > 0
-    UNION ALL SELECT 'd' || oid || ':' || xmin FROM pg_attrdef
-    UNION ALL SELECT 'k' || oid || ':' || xmin FROM pg_constraint WHERE oid >= 16384
-    UNION ALL SELECT 'i' || indexrelid || ':' || xmin FROM pg_index WHERE indexrelid >= 16384
-    UNION ALL SELECT 't' || oid || ':' || xmin FROM pg_trigger
-    UNION ALL SELECT 'p' || oid || ':' || xmin FROM pg_policy
-    UNION ALL SELECT 'w' || oid || ':' || xmin FROM pg_rewrite WHERE oid >= 16384
-    UNION ALL SELECT 'y' || oid || ':' || xmin FROM pg_type WHERE oid >= 16384
+    SELECT 'n' || oid || ':' || xmin FROM pg_namespace WHERE oid NOT IN (SELECT oid FROM temp_ns)
+    UNION ALL SELECT 'c' || r.oid || ':' || concat_ws('|',
+                         r.relname, r.relnamespace, r.relkind, r.relowner, r.relacl::text,
+                         r.reloptions::text, r.relpersistence, r.relrowsecurity,
+                         r.relforcerowsecurity, r.relreplident, r.relispartition, r.relnatts, r.relchecks,
+                         r.relhastriggers, r.relhasrules, r.reltype, r.relam, r.relpartbound::text)
+                FROM rel r
+    UNION ALL SELECT 'a' || a.attrelid || '.' || a.attnum || ':' || a.xmin
+                FROM pg_attribute a JOIN rel r ON r.oid = a.attrelid WHERE a.attnum > 0
+    UNION ALL SELECT 'd' || d.oid || ':' || d.xmin FROM pg_attrdef d JOIN rel r ON r.oid = d.adrelid
+    UNION ALL SELECT 'k' || k.oid || ':' || k.xmin FROM pg_constraint k
+                WHERE k.oid >= 16384 AND (k.conrelid = 0 OR k.conrelid IN (SELECT oid FROM rel))
+    UNION ALL SELECT 'i' || x.indexrelid || ':' || x.xmin FROM pg_index x JOIN rel r ON r.oid = x.indexrelid
+    UNION ALL SELECT 't' || t.oid || ':' || t.xmin FROM pg_trigger t JOIN rel r ON r.oid = t.tgrelid
+    UNION ALL SELECT 'p' || p.oid || ':' || p.xmin FROM pg_policy p JOIN rel r ON r.oid = p.polrelid
+    UNION ALL SELECT 'w' || w.oid || ':' || w.xmin FROM pg_rewrite w JOIN rel r ON r.oid = w.ev_class
+    UNION ALL SELECT 'y' || oid || ':' || xmin FROM pg_type
+                WHERE oid >= 16384 AND typnamespace NOT IN (SELECT oid FROM temp_ns)
     UNION ALL SELECT 'e' || oid || ':' || xmin FROM pg_enum
     UNION ALL SELECT 'f' || oid || ':' || xmin FROM pg_proc WHERE oid >= 16384
     UNION ALL SELECT 's' || seqrelid || ':' || xmin FROM pg_sequence
-    UNION ALL SELECT 'h' || inhrelid || '.' || inhseqno || ':' || xmin FROM pg_inherits
+    UNION ALL SELECT 'h' || h.inhrelid || '.' || h.inhseqno || ':' || h.xmin
+                FROM pg_inherits h JOIN rel r ON r.oid = h.inhrelid
     UNION ALL SELECT 'o' || objoid || '.' || classoid || '.' || objsubid || ':' || xmin FROM pg_description
                 WHERE objoid >= 16384
     UNION ALL SELECT 'u' || oid || ':' || xmin FROM pg_publication

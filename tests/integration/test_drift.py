@@ -379,3 +379,20 @@ def test_drift_with_the_catalog_owned_by_an_owner_role(
         running.stop()
         pg.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         pg.execute(f"DROP ROLE IF EXISTS {owner}")
+
+
+def test_fingerprint_ignores_truncate_vacuum_full_and_temporary_tables(
+    db_url: str, direct: psycopg.Connection[Any]
+) -> None:
+    from proxy.catalog.snapshot import read_fingerprint_sync
+
+    direct.execute("CREATE TABLE IF NOT EXISTS fp_t (id int PRIMARY KEY, a text)")
+    before = read_fingerprint_sync(direct, "electric.electrified")
+    direct.execute("TRUNCATE fp_t")
+    direct.execute("VACUUM FULL fp_t")
+    direct.execute("ANALYZE fp_t")
+    direct.execute("CREATE TEMP TABLE fp_temp (id int PRIMARY KEY)")
+    assert read_fingerprint_sync(direct, "electric.electrified") == before
+    direct.execute("ALTER TABLE fp_t ALTER COLUMN a SET NOT NULL")
+    assert read_fingerprint_sync(direct, "electric.electrified") != before
+    baseline_now(db_url)
