@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "proxy_commit": pgb.git_commit(),
         "tables": opts.tables,
         "rounds": opts.rounds,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     with EmbeddedPostgres() as pg:
         pg.execute(f"CREATE DATABASE {DATABASE}")
