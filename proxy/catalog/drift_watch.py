@@ -196,13 +196,13 @@ async def _scan_locked(
                 await _retake_baseline(conn, tables, live, fingerprint)
                 return Report(await _open_objects(conn, tables))
             baseline = await _read_baseline(conn, tables)
-            result, logged, window = await _reconcile(conn, tables, state, baseline, live)
+            result, direct, window = await _reconcile(conn, tables, state, baseline, live)
             opened = await _open_signatures(conn, tables)
             fresh = [c for c in result.drift if opened.get(c.key) != _signature(c)]
             if fresh and settle > 0 and attempt == 0 and accept is None:
                 held = True
                 raise psycopg.Rollback()  # leaves the block; read again after `settle`
-            return await _record(conn, tables, live, fingerprint, result, logged, accept, window)
+            return await _record(conn, tables, live, fingerprint, result, direct, accept, window)
         if held:
             await asyncio.sleep(settle)
     raise AssertionError("unreachable: the second attempt always records")
@@ -221,8 +221,8 @@ async def _reconcile(
     changed = drift.changed_keys(baseline, live)
     if not changed:
         return drift.Reconciled(baseline, frozenset(), []), {}, touched.window
-    explanation, logged = await _explanation(conn, tables, state, touched, baseline, live, changed)
-    return drift.reconcile(baseline, live, explanation), logged, touched.window
+    explanation, direct = await _explanation(conn, tables, state, touched, baseline, live, changed)
+    return drift.reconcile(baseline, live, explanation), direct, touched.window
 
 
 async def _read_touched(conn: Conn, tables: _Tables, state: _State) -> _Touched:
@@ -405,7 +405,7 @@ async def _record(
     live: Snapshot,
     fingerprint: str,
     result: drift.Reconciled,
-    logged: Mapping[str, Any],
+    direct: Mapping[str, Any],
     accept: _Accept | None,
     window: list[int],
 ) -> Report:
@@ -422,7 +422,7 @@ async def _record(
         remaining = drift.diff(drift.adopt(result.baseline, live, keys), live)
         await _write_acceptance(conn, tables, accept, chosen)
     await _adopt(conn, tables, live, adopted)
-    new = await _write_events(conn, tables, remaining, result.baseline, live, logged)
+    new = await _write_events(conn, tables, remaining, result.baseline, live, direct)
     await conn.execute(
         sql.SQL("UPDATE {} SET fingerprint = %s, scanned_at = now(), seen_migrations = %s").format(
             tables.state
@@ -462,7 +462,7 @@ async def _write_events(
     changes: list[drift.Change],
     baseline: Snapshot,
     live: Snapshot,
-    logged: Mapping[str, Any],
+    direct: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """Open, update and resolve event rows; the newly opened ones (with their source)."""
     opened = await _open_signatures(conn, tables)
@@ -471,7 +471,7 @@ async def _write_events(
         signature = _signature(change)
         if opened.get(change.key) == signature:
             continue
-        attribution = _attribution(change, baseline, live, logged)
+        attribution = _attribution(change, baseline, live, direct)
         source = "event_trigger" if attribution is not None else "scan"
         row = (
             change.identity,
