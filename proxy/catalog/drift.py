@@ -332,12 +332,16 @@ class Explanation:
 
     `names`: (schema, name) of the objects their statements named or mention (see
     `statement_names`); a None schema matches any.
+    `schemas`: schemas a statement reached whole (`statement_reach`): all their objects.
+    `everything`: a statement that changes what it does not name (REASSIGN OWNED).
     `logged`: from the database's DDL log, when it exists: snapshot key -> whether the latest
     command logged on that object ran in a recorded migration's transaction. It is exact, so it
     decides before the names do.
     """
 
     names: frozenset[tuple[str | None, str]] = frozenset()
+    schemas: frozenset[str] = frozenset()
+    everything: bool = False
     logged: Mapping[str, bool] = field(default_factory=dict)
 
 
@@ -346,6 +350,14 @@ def explains(explanation: Explanation, key: str, expected: Snapshot, actual: Sna
     verdict = _logged_verdict(explanation, key, expected, actual)
     if verdict is not None:
         return verdict
+    if explanation.everything:
+        return True
+    if explanation.schemas and any(
+        obj.schema in explanation.schemas
+        for obj in (expected.objects.get(key), actual.objects.get(key))
+        if obj is not None
+    ):
+        return True
     if not explanation.names:
         return False
     frontier = {key}
@@ -424,6 +436,47 @@ def statement_names(text: str) -> set[tuple[str | None, str]]:
             dotted = True
         else:
             chain, dotted = [], False
+    return names
+
+
+_ALL_IN_SCHEMA_KINDS: Final = frozenset({"tables", "sequences", "functions", "procedures", "routines"})
+# Statements that change objects they do not name at all (REASSIGN OWNED BY r, DROP OWNED BY r).
+_UNNAMED_REACH: Final = (("reassign", "owned"), ("drop", "owned"))
+
+
+def statement_reach(text: str) -> tuple[frozenset[str], bool]:
+    """What a statement may change beyond the names in its text: the schemas it reaches whole
+    (`GRANT ... ON ALL TABLES IN SCHEMA s`, `IMPORT FOREIGN SCHEMA x ... INTO s`), and whether it
+    may change objects it names nowhere (`REASSIGN OWNED`, `DROP OWNED`)."""
+    words: list[tuple[str, bool]] = []  # (name, quoted)
+    for match in _TOKEN.finditer(text):
+        quoted, word = match.group(1), match.group(2)
+        if quoted is not None:
+            words.append((quoted.replace('""', '"'), True))
+        elif word is not None:
+            words.append((word.lower(), False))
+        elif match.group(0) != ",":
+            words.append(("", False))  # punctuation other than a list's comma ends a name list
+    plain = [w if not q else "" for w, q in words]
+    if tuple(plain[:2]) in _UNNAMED_REACH:
+        return frozenset(), True
+    schemas: set[str] = set()
+    for index in range(len(words) - 1):
+        if (plain[index], plain[index + 1]) == ("in", "schema") and index >= 2 and plain[index - 2] == "all":
+            if plain[index - 1] in _ALL_IN_SCHEMA_KINDS:
+                schemas |= _name_list(words[index + 2 :])
+        elif plain[index] == "into" and "import" in plain[:1]:
+            schemas |= _name_list(words[index + 1 :])
+    return frozenset(schemas), False
+
+
+def _name_list(words: list[tuple[str, bool]]) -> set[str]:
+    """Names up to the first keyword that ends a GRANT's schema list (TO, FROM) or the text."""
+    names: set[str] = set()
+    for word, quoted in words:
+        if not word or (not quoted and word in ("to", "from", "options", "cascade", "restrict")):
+            break
+        names.add(word)
     return names
 
 

@@ -211,6 +211,8 @@ async def _scan_locked(
 @dataclass(frozen=True, slots=True)
 class _Touched:
     names: frozenset[tuple[str | None, str]]
+    schemas: frozenset[str]
+    everything: bool
     window: list[int]  # every migration in the window, used now or before
 
 
@@ -232,6 +234,8 @@ async def _read_touched(conn: Conn, tables: _Tables, state: _State) -> _Touched:
     ).format(tables.touched)
     cursor = await conn.execute(query, (state.scanned_at, _EXPLAIN_MARGIN))
     names: set[tuple[str | None, str]] = set()
+    schemas: set[str] = set()
+    everything = False
     window: set[int] = set()
     for migration_id, schema_name, object_name, statement in await cursor.fetchall():
         window.add(int(migration_id))
@@ -241,7 +245,10 @@ async def _read_touched(conn: Conn, tables: _Tables, state: _State) -> _Touched:
             names.add((schema_name, object_name))
         if statement is not None:
             names |= drift.statement_names(statement)
-    return _Touched(frozenset(names), sorted(window))
+            reached, unnamed = drift.statement_reach(statement)
+            schemas |= reached
+            everything = everything or unnamed
+    return _Touched(frozenset(names), frozenset(schemas), everything, sorted(window))
 
 
 async def _explanation(
@@ -269,7 +276,10 @@ async def _explanation(
             direct.setdefault(key, row)
         elif migration not in state.seen:
             logged[key] = True
-    return drift.Explanation(names=touched.names, logged=logged), direct
+    explanation = drift.Explanation(
+        names=touched.names, schemas=touched.schemas, everything=touched.everything, logged=logged
+    )
+    return explanation, direct
 
 
 async def _read_ddl_log(

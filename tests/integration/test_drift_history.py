@@ -79,6 +79,13 @@ HISTORY: list[str | list[str]] = [
     "DROP TABLE inventory.item CASCADE",
     "CREATE PUBLICATION drift_pub FOR TABLE public.items",
     'ALTER TABLE "Sales"."Order" DROP COLUMN due',
+    "CREATE TABLE inventory.stock (id int PRIMARY KEY)",
+    # A partitioned parent's changes reach its partitions; a schema-wide grant, every table
+    # (inventory.stock is named by nothing else in its scan window).
+    "ALTER TABLE inventory.happenings ADD COLUMN note text",
+    "CREATE INDEX happenings_at ON inventory.happenings (at)",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA inventory TO md5user",
+    "ALTER TABLE inventory.happenings DETACH PARTITION inventory.events_2024",
 ]
 
 

@@ -13,6 +13,7 @@ from proxy.catalog.drift import (
     explains,
     reconcile,
     statement_names,
+    statement_reach,
 )
 from proxy.catalog.snapshot import SchemaObject, Snapshot
 
@@ -254,6 +255,21 @@ def test_statement_names_are_generous_and_fold_like_postgres() -> None:
     assert {("inventory", "item"), (None, "p"), (None, "item")} <= names
     assert ("Inventory", "Item") not in names
     assert ("item", "id") not in statement_names("ALTER TABLE item ADD id int")
+
+
+def test_statement_reach_of_schema_wide_and_unnamed_statements() -> None:
+    assert statement_reach('GRANT SELECT ON ALL TABLES IN SCHEMA public, "Sales" TO reader') == (
+        frozenset({"public", "Sales"}),
+        False,
+    )
+    assert statement_reach("REVOKE ALL ON ALL SEQUENCES IN SCHEMA app FROM reader")[0] == {"app"}
+    assert statement_reach("IMPORT FOREIGN SCHEMA remote FROM SERVER s INTO local")[0] == {"local"}
+    assert statement_reach("REASSIGN OWNED BY old_role TO new_role") == (frozenset(), True)
+    assert statement_reach("GRANT SELECT ON public.t TO reader") == (frozenset(), False)
+    live = snap(*BASE.objects.values(), column("b", 3))
+    assert explains(Explanation(schemas=frozenset({"public"})), "col:100:3", BASE, live)
+    assert not explains(Explanation(schemas=frozenset({"other"})), "col:100:3", BASE, live)
+    assert explains(Explanation(everything=True), "col:100:3", BASE, live)
 
 
 def test_view_dropped_by_cascade_is_explained_by_its_table() -> None:
