@@ -396,3 +396,36 @@ def test_fingerprint_ignores_truncate_vacuum_full_and_temporary_tables(
     direct.execute("ALTER TABLE fp_t ALTER COLUMN a SET NOT NULL")
     assert read_fingerprint_sync(direct, "electric.electrified") != before
     baseline_now(db_url)
+
+
+def test_two_proxies_record_drift_once(
+    db_url: str, proxy: RunningProxy, direct: psycopg.Connection[Any]
+) -> None:
+    """Replicas share the catalog: one scan at a time, one event per drifted object, and every
+    replica's gauge shows the open drift."""
+    baseline_now(db_url)
+    other = RunningProxy(proxy_config(db_url, **{"drift.interval_ms": HOUR_MS}))
+    try:
+        replicas = [proxy, other]
+        watchers = [watcher(r) for r in replicas]
+        other.call(watchers[1].wait_scans(1, 10))
+        before = sum(r.stats.drift_events["scan"] for r in replicas)
+        direct.execute("CREATE TABLE replicated (id int)")
+        for running, found in zip(replicas, watchers, strict=True):
+            scans = found.scans
+            running.loop.call_soon_threadsafe(found.poke)
+            running.call(found.wait_scans(scans + 1, 10))
+        for running, found in zip(replicas, watchers, strict=True):
+            scans = found.scans
+            running.loop.call_soon_threadsafe(found.poke)
+            report = running.call(found.wait_scans(scans + 1, 10))
+            assert [o["identity"] for o in report.objects] == ["public.replicated"]
+            assert running.stats.drift_open["medium"] == 1
+        assert sum(r.stats.drift_events["scan"] for r in replicas) == before + 1
+        events = direct.execute(
+            "SELECT count(*) FROM electric.drift_events WHERE identity = 'public.replicated'"
+        )
+        assert events.fetchone() == (1,)
+    finally:
+        other.stop()
+    baseline_now(db_url)
