@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -82,6 +83,7 @@ class Report:
     new: list[dict[str, Any]] = field(default_factory=list)  # opened by this scan, with "source"
     accepted: list[dict[str, Any]] = field(default_factory=list)
     unchanged: bool = False  # the fingerprint said nothing changed since the last scan
+    read_in_full: int = 0  # baseline objects whose digest differed from the live one
 
     @property
     def in_sync(self) -> bool:
@@ -195,14 +197,15 @@ async def _scan_locked(
             if state is None or state.format != FORMAT:
                 await _retake_baseline(conn, tables, live, fingerprint)
                 return Report(await _open_objects(conn, tables))
-            baseline = await _read_baseline(conn, tables)
+            baseline, read_in_full = await _read_baseline(conn, tables, live)
             result, direct, window = await _reconcile(conn, tables, state, baseline, live)
             opened = await _open_signatures(conn, tables)
             fresh = [c for c in result.drift if opened.get(c.key) != _signature(c)]
             if fresh and settle > 0 and attempt == 0 and accept is None:
                 held = True
                 raise psycopg.Rollback()  # leaves the block; read again after `settle`
-            return await _record(conn, tables, live, fingerprint, result, direct, accept, window)
+            report = await _record(conn, tables, live, fingerprint, result, direct, accept, window)
+            return dataclasses.replace(report, read_in_full=read_in_full)
         if held:
             await asyncio.sleep(settle)
     raise AssertionError("unreachable: the second attempt always records")
@@ -328,9 +331,25 @@ async def _read_state(conn: Conn, tables: _Tables) -> _State | None:
     return _State(int(row[0]), row[1], row[2], frozenset(row[3])) if row is not None else None
 
 
-async def _read_baseline(conn: Conn, tables: _Tables) -> Snapshot:
-    cursor = await conn.execute(sql.SQL("SELECT object FROM {}").format(tables.baseline))
-    return Snapshot.build(SchemaObject.from_json(row[0]) for row in await cursor.fetchall())
+async def _read_baseline(conn: Conn, tables: _Tables, live: Snapshot) -> tuple[Snapshot, int]:
+    """The baseline, and how many of its objects were read in full: those whose digest differs
+    from the live object's (or that exist on one side only). The others equal their live
+    counterparts, which stand in for them."""
+    cursor = await conn.execute(sql.SQL("SELECT key, digest FROM {}").format(tables.baseline))
+    stored: dict[str, str] = dict(await cursor.fetchall())
+    differing = sorted(key for key, digest in stored.items() if _live_digest(live, key) != digest)
+    objects = [o for key, o in live.objects.items() if key in stored and key not in differing]
+    if differing:
+        cursor = await conn.execute(
+            sql.SQL("SELECT object FROM {} WHERE key = ANY(%s)").format(tables.baseline), (differing,)
+        )
+        objects.extend(SchemaObject.from_json(row[0]) for row in await cursor.fetchall())
+    return Snapshot.build(objects), len(differing)
+
+
+def _live_digest(live: Snapshot, key: str) -> str | None:
+    found = live.objects.get(key)
+    return found.digest if found is not None else None
 
 
 async def _open_signatures(conn: Conn, tables: _Tables) -> dict[str, str]:
@@ -419,7 +438,7 @@ async def _record(
     accept: _Accept | None,
     window: list[int],
 ) -> Report:
-    adopted = set(result.adopted)
+    adopted = set(result.adopted) | _renamed_only(result.baseline, live)
     remaining = result.drift
     accepted: list[dict[str, Any]] = []
     if accept is not None:
@@ -440,6 +459,20 @@ async def _record(
         (fingerprint, window),
     )
     return Report(await _open_objects(conn, tables), new=new, accepted=accepted)
+
+
+def _renamed_only(baseline: Snapshot, live: Snapshot) -> set[str]:
+    """Objects whose attributes are unchanged but whose identity, links or electrified mark are
+    not (the columns of a renamed table): never drift by themselves, so the baseline takes their
+    live form at once and keeps naming them as they are now."""
+    return {
+        key
+        for key, before in baseline.objects.items()
+        if (after := live.objects.get(key)) is not None
+        and after is not before
+        and after != before
+        and after.attrs == before.attrs
+    }
 
 
 async def _write_acceptance(

@@ -31,7 +31,7 @@ snapshot.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -62,6 +62,10 @@ class SchemaObject:
     related: tuple[str, ...]
     electrified: bool
     attrs: Mapping[str, Any]
+    # md5 of the object as JSON, rendered by the server: equal digests, equal objects. The
+    # baseline stores the same digest (drift_baseline.digest), so a scan parses only the
+    # baseline objects whose digest differs. None when not computed.
+    digest: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -356,8 +360,13 @@ SELECT 'ext:' || x.oid, 'extension', quote_ident(x.extname), NULL, x.extname::te
                           'schema', (SELECT n.nspname FROM pg_namespace n WHERE n.oid = x.extnamespace))
   FROM pg_extension x
 )
-SELECT key, object_type, identity, schema, name, parent, related, electrified, jsonb_strip_nulls(attrs)
-  FROM objects
+SELECT o.key, o.object_type, o.identity, o.schema, o.name, o.parent, o.related, o.electrified, d.attrs,
+       md5(jsonb_build_object(
+           'key', o.key, 'object_type', o.object_type, 'identity', o.identity, 'schema', o.schema,
+           'name', o.name, 'parent', o.parent, 'related', to_jsonb(o.related), 'electrified', o.electrified,
+           'attrs', d.attrs)::text)
+  FROM objects o
+  CROSS JOIN LATERAL (SELECT jsonb_strip_nulls(o.attrs) AS attrs) d
 """
 
 # Row filters, column lists and FOR TABLES IN SCHEMA came with Postgres 15.
@@ -417,8 +426,9 @@ def snapshot_from_rows(rows: Iterable[tuple[Any, ...]]) -> Snapshot:
             related=tuple(related or ()),
             electrified=bool(electrified),
             attrs=MappingProxyType(attrs or {}),
+            digest=digest,
         )
-        for key, object_type, identity, schema, name, parent, related, electrified, attrs in rows
+        for key, object_type, identity, schema, name, parent, related, electrified, attrs, digest in rows
     )
 
 

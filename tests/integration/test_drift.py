@@ -429,3 +429,27 @@ def test_two_proxies_record_drift_once(
     finally:
         other.stop()
     baseline_now(db_url)
+
+
+def test_scan_reads_in_full_only_the_baseline_objects_that_differ(
+    db_url: str, direct: psycopg.Connection[Any]
+) -> None:
+    """The live objects' digests, computed by the server, equal the stored baseline's for every
+    unchanged object: a forced scan of an unchanged schema parses no baseline object."""
+
+    async def forced() -> Report:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            report = await drift_watch.scan(conn, SCHEMA, wait=True, force=True)
+            assert report is not None
+            return report
+
+    direct.execute(
+        "CREATE TABLE IF NOT EXISTS digest_t (id int PRIMARY KEY, a text DEFAULT 'é', n numeric(5, 2))"
+    )
+    baseline_now(db_url)
+    assert asyncio.run(forced()).read_in_full == 0
+    direct.execute("ALTER TABLE digest_t ALTER COLUMN a SET DEFAULT 'x'")
+    report = asyncio.run(forced())
+    assert report.read_in_full == 1  # the column
+    assert summary(report) == {("public.digest_t.a", "column", "modified", "medium")}
+    baseline_now(db_url)

@@ -28,9 +28,12 @@ CREATE TABLE IF NOT EXISTS @extschema@.drift_settings (
 INSERT INTO @extschema@.drift_settings DEFAULT VALUES ON CONFLICT (id) DO NOTHING;
 
 -- The expected schema, one row per object (snapshot.py's SchemaObject as JSON, by its key).
+-- `digest` is the md5 of the object's JSON text, which snapshot.py's query also computes for the
+-- live objects: a scan parses only the baseline objects whose digest differs.
 CREATE TABLE IF NOT EXISTS @extschema@.drift_baseline (
     key text PRIMARY KEY,
-    object jsonb NOT NULL
+    object jsonb NOT NULL,
+    digest text GENERATED ALWAYS AS (pg_catalog.md5(object::text)) STORED
 );
 
 -- `electric-proxy drift accept`: who adopted which drift as the new baseline.
