@@ -44,16 +44,18 @@ def watcher(running: RunningProxy) -> DriftWatcher:
     return found
 
 
+SUPERUSER: dict[str, str] = {}  # the embedded server's own user and password
+
+
 @pytest.fixture(scope="module")
-def proxy(db_url: str) -> Iterator[RunningProxy]:
+def proxy(db_url: str, pg: EmbeddedPostgres) -> Iterator[RunningProxy]:
+    SUPERUSER.update(user=pg.user, password=pg.password)
     running = start(db_url)
     with psycopg.connect(db_url) as conn:
         if conn.execute("SELECT to_regclass('electric.ddl_log') IS NOT NULL").fetchone() != (True,):
             running.stop()
             pytest.skip("this build installs no database-side DDL log")
-    with psycopg.connect(
-        running.dsn(dbname=DB, user="postgres", password="postgres"), autocommit=True
-    ) as conn:
+    with through(running) as conn:
         conn.execute("CREATE TABLE hot (id uuid PRIMARY KEY, name text NOT NULL)")
         conn.execute("ALTER TABLE hot ENABLE ELECTRIC")
         conn.execute("CREATE TABLE plain (id int PRIMARY KEY)")
@@ -62,7 +64,7 @@ def proxy(db_url: str) -> Iterator[RunningProxy]:
 
 
 def through(running: RunningProxy) -> psycopg.Connection[Any]:
-    return psycopg.connect(running.dsn(dbname=DB, user="postgres", password="postgres"), autocommit=True)
+    return psycopg.connect(running.dsn(dbname=DB, **SUPERUSER), autocommit=True)
 
 
 def wait_for(running: RunningProxy, identity: str, timeout: float = 5) -> dict[str, Any]:
