@@ -7,10 +7,11 @@ A scan (`scan`), whoever runs it (the watcher, or `electric-proxy drift`):
    that the live schema, the migrations and the DDL log are read from one MVCC snapshot;
 2. compares the cheap fingerprint with the last scan's and stops there when it is unchanged;
 3. otherwise reads the live snapshot and the baseline (the first scan takes the live schema as
-   the baseline), asks the history which objects the migrations committed since the last scan
-   touched (`_drift_touched`, with a margin: a migration committing while the last scan read is
-   seen again), and the database's DDL log, where the guard's event triggers keep one
-   (`_drift_ddl_log`), which of the changed objects were last changed inside a migration;
+   the baseline; later ones parse only the baseline objects whose digest differs from the live
+   one), asks the history what the migrations committed since the last scan named
+   (`_drift_touched`, with a margin; `drift_state.seen_migrations` keeps each migration from
+   explaining twice), and the database's DDL log, where the guard's event triggers keep one
+   (`_drift_ddl_log`), which of the changed objects a migration or a direct command changed;
 4. `drift.reconcile`: explained changes move the baseline, the rest is drift. New drift is held
    for `settle` seconds and read again before it is recorded (the watcher's scans): a
    CREATE INDEX CONCURRENTLY through the proxy is recorded just after it commits;
