@@ -15,17 +15,21 @@ class MigrationState:
     - `pending`: a version written before its migration ran (Prisma's row, golang-migrate's
       dirty mark), to label the next capture of this session;
     - `after_success`: statements that cannot run in a transaction block (CREATE INDEX
-      CONCURRENTLY), recorded on their own once they have succeeded.
+      CONCURRENTLY), recorded on their own once they have succeeded;
+    - `deferred`: DDL run inside a transaction block, one Query each (`psql -1 -f`), whose
+      capture waits for the next message of the client: one capture call for the whole run,
+      always before anything that could end the transaction or roll back to a savepoint.
     """
 
     def __init__(self) -> None:
         self.in_migration = False
         self.pending: VersionWrite | None = None
         self.after_success: list[Statement] = []
+        self.deferred: list[Statement] = []
 
     @property
     def settled(self) -> bool:
-        return not (self.in_migration or self.after_success)
+        return not (self.in_migration or self.after_success or self.deferred)
 
     def hold(self, write: VersionWrite) -> bool:
         """Whether a version write needs no call now: it writes no single version, or it was
@@ -53,6 +57,10 @@ class MigrationState:
         self.after_success.clear()  # what failed is not recorded
 
     def ready(self, status: int) -> None:
+        if status != TransactionStatus.IN_TRANSACTION:
+            # Failed: the DDL will not commit. Idle: cannot follow a deferral (DDL does not end
+            # a transaction block), and a stale run must not be recorded in the next one.
+            self.deferred.clear()
         if status == TransactionStatus.IDLE:
             self.in_migration = False
 

@@ -162,9 +162,12 @@ def marker_position(constraint: str) -> tuple[bool, int | None]:
     if constraint == ERROR_MARKER:
         return True, None
     prefix = ERROR_MARKER + ":"
-    if constraint.startswith(prefix) and constraint[len(prefix) :].isdigit():
-        return True, int(constraint[len(prefix) :])
-    return False, None
+    if not constraint.startswith(prefix):
+        return False, None
+    suffix = constraint[len(prefix) :]
+    if suffix.isdigit():
+        return True, int(suffix)
+    return suffix.isidentifier(), None  # a check of an injected group: `electric-proxy:group`
 
 
 def guard_check_call(checks: Sequence[Check], schema: str = "electric", proxy_tag: str = "") -> str:

@@ -37,6 +37,7 @@ from proxy.ddl.splice import Splice, client_position
 from proxy.ddl.versions import VersionRecognizer, VersionWrite
 from proxy.errors import ProtocolError
 from proxy.metrics import Stats
+from proxy.net.groupfilter import GroupFilter
 from proxy.protocol import messages
 from proxy.protocol.codes import Backend, Frontend, TransactionStatus
 from proxy.protocol.framer import Frame
@@ -59,11 +60,18 @@ class Relay(Protocol):
     def set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None: ...
     def set_client_peek(self, code: int, peek: Callable[[memoryview], bool]) -> None: ...
     def hold_upstream(self, release: Callable[[list[Frame]], list[Frame]]) -> None: ...
+    def filter_upstream(self, group_filter: GroupFilter) -> None: ...
     def inject(self, sql: str, done: Callable[[list[list[bytes | None]]], None]) -> None: ...
     def write_client(self, data: bytes) -> None: ...
 
     @property
     def sql_codec(self) -> SqlCodec: ...
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def lone_message(self) -> bool: ...
 
     @property
     def client_encoding(self) -> str: ...
@@ -166,10 +174,12 @@ class GuardLink:
     # -- the prefilter, before any copy -----------------------------------------------------
 
     def wants_query(self, message: memoryview) -> bool:
-        return bool(self.batch.executed) or may_need_look(message[5:-1], self._version_tables)
+        if self.batch.executed or self.migration.deferred:
+            return True
+        return may_need_look(message[5:-1], self._version_tables)
 
     def wants_parse(self, message: memoryview) -> bool:
-        if self.batch.tracking or self._tagged:
+        if self.batch.tracking or self._tagged or self.migration.deferred:
             return True  # a Parse may replace a statement the capture follows
         _, sql = messages.parse_names(bytes(message))
         return may_need_look(sql, self._version_tables)
@@ -184,17 +194,41 @@ class GuardLink:
         flush = self._flush_batch() if self.batch.executed else b""
         sql = messages.query_sql(frame.raw)
         if not may_need_look(sql, self._version_tables):  # the peek's test, for split messages
+            deferred = self._take_deferred()
+            if deferred:
+                return flush + self._prefixed(deferred, sql, [])
             return flush + frame.raw if flush else frame.raw
         self.stats.statements_inspected["simple"] += 1
         text, plan = self._inspect(sql)
         if plan.rejected is not None:
             return flush + messages.query(self._encoded(rewrite.raising_statement(plan.rejected)))
+        # More DDL in the same transaction joins the deferred run; anything else goes after it.
+        joins = text is not None and self.capturing and self._may_defer(plan.statements)
+        deferred = "" if joins else self._take_deferred()
         replacement = self._compose(text, plan) if text is not None else None
+        if deferred:
+            body = self._encoded(replacement) if replacement is not None else sql
+            return flush + self._prefixed(deferred, body, self._shifts)
         if replacement is None:
             return flush + frame.raw if flush else frame.raw
         self._query_tagged = True
         self._watch_completions()
         return flush + messages.query(self._encoded(replacement))
+
+    def _take_deferred(self) -> str:
+        """The capture calls of DDL deferred from earlier Queries of this transaction."""
+        statements = self.migration.deferred
+        if not statements:
+            return ""
+        self.migration.deferred = []
+        return "".join(call + ";\n" for call in self._capture(statements))
+
+    def _prefixed(self, calls: str, body: bytes, shifts: list[tuple[int, int]]) -> bytes:
+        """A Query running `calls` first, then the client's (possibly edited) text `body`."""
+        self._shifts = [(len(calls), len(calls))] + [(at + len(calls), shift) for at, shift in shifts]
+        self._query_tagged = True
+        self._watch_completions()
+        return messages.query(self._encoded(calls) + body)
 
     def _encoded(self, sql: str) -> bytes:
         """`sql` in the session's client encoding. What the proxy adds is ASCII or the client's
@@ -239,6 +273,10 @@ class GuardLink:
             elif capturing and stmt.ddl:
                 run.append(stmt)
             following = statements[index + 1] if index + 1 < len(statements) else None
+            if run and following is None and not after and self._may_defer(statements):
+                self.migration.deferred += run  # captured in front of the client's next message
+                self._watch_batch()  # ... whatever protocol it uses
+                run = []
             if run and (following is None or not _joins_run(following) or after):
                 after = [*self._capture(run), *after]
                 run = []
@@ -247,6 +285,17 @@ class GuardLink:
                 splice.insert(end, "".join("\n;" + call for call in after))
         self._shifts = splice.shifts
         return splice.result()
+
+    def _may_defer(self, statements: tuple[Statement, ...]) -> bool:
+        """Whether this Query's DDL may be captured in front of the client's next message: it
+        runs inside a transaction block that it cannot end (every statement is transactional
+        DDL), and it is the only message in flight, so the status is this Query's own."""
+        relay = self.relay
+        return (
+            relay.status == TransactionStatus.IN_TRANSACTION
+            and relay.lone_message
+            and all(_joins_run(s) for s in statements)
+        )
 
     def _capture(self, statements: list[Statement], proxy_tag: str | None = capture.SWALLOW_TAG) -> list[str]:
         """The capture call of `statements`, and the note of a version that waited for it."""
@@ -271,12 +320,34 @@ class GuardLink:
     ) -> str:
         version = write.version if write.action == "apply" else f"{write.version} (reverted)"
         return capture.note_version_call(
-            write.framework, version, schema=self.schema, proxy_tag=proxy_tag, late=late
+            write.framework, version, schema=self.schema, proxy_tag=proxy_tag, late=late, meta=self.meta
         )
 
     # -- extended protocol --------------------------------------------------------------------
 
     def on_parse(self, frame: Frame) -> bytes | None:
+        return self._after_deferred(self._on_parse(frame))
+
+    def _after_deferred(self, out: bytes | None) -> bytes | None:
+        """An extended-protocol message after DDL deferred from a simple Query: the capture goes
+        first, as a call group whose replies are found again by its tag notice."""
+        statements = self.migration.deferred
+        if not statements:
+            return out
+        self.migration.deferred = []
+        calls = self._capture(statements, proxy_tag=_GROUP_TAG)
+        return self._inject_groups(calls) + (out or b"")
+
+    def _inject_groups(self, calls: list[str]) -> bytes:
+        """Call groups for the middle of a client's batch; their replies are taken out as they
+        pass (see `groupfilter`)."""
+        if calls:
+            self.relay.filter_upstream(
+                GroupFilter(len(calls), _GROUP_TAG, rewrite.TAG_SQLSTATE, _failed_group)
+            )
+        return b"".join(_call_group(call) for call in calls)
+
+    def _on_parse(self, frame: Frame) -> bytes | None:
         name, sql = messages.parse_names(frame.raw)
         batch = self.batch
         if batch.tracking:
@@ -336,6 +407,9 @@ class GuardLink:
         r.set_client_handler(Frontend.SYNC, self.on_sync if watching else None)
 
     def on_bind(self, frame: Frame) -> bytes | None:
+        return self._after_deferred(self._on_bind(frame))
+
+    def _on_bind(self, frame: Frame) -> bytes | None:
         target = messages.decode_bind_target(frame.body)
         batch = self.batch
         version_parse = batch.version_writes.get(target.statement)
@@ -348,9 +422,8 @@ class GuardLink:
         checks = batch.unchecked.get(target.statement)
         if checks and self.guard.electrified():
             # Tables were electrified since the Parse: check before this execution.
-            self.relay.hold_upstream(_drop_tagged_groups)
             call = rewrite.guard_check_call(checks, self.schema, proxy_tag=_GROUP_TAG)
-            return _call_group(call) + frame.raw
+            return self._inject_groups([call]) + frame.raw
         return frame.raw
 
     def _bind_version(self, parse: messages.Parse, frame: Frame) -> None:
@@ -367,6 +440,9 @@ class GuardLink:
             self.batch.versions.append(write)
 
     def on_execute(self, frame: Frame) -> bytes | None:
+        return self._after_deferred(self._on_execute(frame))
+
+    def _on_execute(self, frame: Frame) -> bytes | None:
         portal = messages.Reader(frame.body).cstring()
         statement = self.batch.portals.get(portal)
         if statement is not None:
@@ -377,7 +453,7 @@ class GuardLink:
     def on_sync(self, frame: Frame) -> bytes | None:
         """Record this batch's DDL in its own transaction: the calls go just before Sync."""
         calls = self._batch_calls()
-        if not self.batch.tracking:
+        if not (self.batch.tracking or self.migration.deferred):
             self.batch.portals.clear()  # Binds go unseen from here: forget what they named
             self._watch_batch(False)
         if not calls:
@@ -398,9 +474,7 @@ class GuardLink:
     def _flush_batch(self) -> bytes:
         """A simple Query inside an unsynced batch may end its transaction (`COMMIT`): record
         the batch's DDL first. The group's replies are found again by its own tag notice."""
-        calls = self._batch_calls(proxy_tag=_GROUP_TAG)
-        self.relay.hold_upstream(_drop_tagged_groups)
-        return b"".join(_call_group(call) for call in calls)
+        return self._inject_groups(self._batch_calls(proxy_tag=_GROUP_TAG))
 
     # -- upstream side --------------------------------------------------------------------------
 
@@ -477,39 +551,10 @@ def _joins_run(stmt: Statement) -> bool:
     return stmt.ddl and stmt.transactional
 
 
-def _drop_tagged_groups(frames: list[Frame]) -> list[Frame]:
-    """Remove the replies of injected call groups tagged `_GROUP_TAG`: ParseComplete,
-    BindComplete, the tag notice, CommandComplete, CloseComplete, CloseComplete. A group whose
-    call failed keeps its error (the client must learn it) and loses the rest."""
-    kept: list[Frame] = []
-    index = 0
-    while index < len(frames):
-        frame = frames[index]
-        if frame.type == Backend.NOTICE_RESPONSE and _is_group_tag(frame):
-            del kept[-2:]  # its ParseComplete and BindComplete
-            index += 4  # the notice, CommandComplete, CloseComplete, CloseComplete
-            continue
-        ours = frame.type == Backend.ERROR_RESPONSE and _raised_by_injected_call(frame)
-        if ours and [f.type for f in kept[-2:]] == _GROUP_HEAD:
-            del kept[-2:]
-        kept.append(frame)
-        index += 1
-    return kept
-
-
-_GROUP_HEAD: Final = [Backend.PARSE_COMPLETE, Backend.BIND_COMPLETE]
-
-
-def _raised_by_injected_call(frame: Frame) -> bool:
+def _failed_group(frame: Frame) -> bool:
+    """Whether an ErrorResponse comes from a call group the proxy injected mid-batch: its check
+    (marked with the group's tag), its capture or its version note; not from the client's own
+    statements, whose checks carry the plain marker."""
     fields = messages.decode_error_fields(frame.body)
     context = fields.get("W", "")
-    return (
-        rewrite.marker_position(fields.get("n", ""))[0]
-        or ".capture(" in context
-        or ".note_version" in context
-    )
-
-
-def _is_group_tag(frame: Frame) -> bool:
-    fields = messages.decode_error_fields(frame.body)
-    return fields.get("C") == rewrite.TAG_SQLSTATE and fields.get("M") == _GROUP_TAG
+    return fields.get("n") == _GROUP_TAG or ".capture(" in context or ".note_version" in context

@@ -32,6 +32,7 @@ from proxy.errors import AuthError, ProtocolError, ProxyError, UpstreamError
 from proxy.net import auth
 from proxy.net.channel import FrameChannel, client_gone, upstream_gone
 from proxy.net.context import ProxyContext
+from proxy.net.groupfilter import GroupFilter
 from proxy.net.guardlink import GuardLink
 from proxy.net.upstream import open_upstream, peer_certificate_hash
 from proxy.protocol import messages, scram
@@ -61,6 +62,7 @@ class Session(asyncio.Protocol):
         self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(logger, {"c": self.id})
         self.status: int = TransactionStatus.IDLE  # the last ReadyForQuery's status byte
         self.busy = False  # the client has sent something the upstream has not answered yet
+        self.lone_message = False  # the message being handled is the only one in flight
         self.relaying = False
         self.client_tls = False
         self.parameters: dict[str, str] = {}
@@ -80,6 +82,7 @@ class Session(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._startup_raw = b""
         self._holds: deque[_Hold] = deque()
+        self._filters: deque[GroupFilter] = deque()
         self._client_keep_grew = False
         self.guard_link: GuardLink | None = None
         # Relay hooks: message types each direction must see whole, and what to do with them.
@@ -413,7 +416,7 @@ class Session(asyncio.Protocol):
             return
         framer = self._client_framer
         items = framer.feed(data)
-        self.busy = True
+        idle, self.busy = not self.busy, True
         if framer.contiguous and (
             not self._client_handlers or (len(items) == 1 and not isinstance(items[0], Frame))
         ):
@@ -423,7 +426,9 @@ class Session(asyncio.Protocol):
         if isinstance(frame, Frame):
             # One whole kept message (a simple query): skip the general loop when it passes as is.
             handler = self._client_handlers.get(frame.type)
+            self.lone_message = idle  # nothing else of the client's is in flight before or after it
             out = handler(frame) if handler is not None else frame.raw
+            self.lone_message = False
             if out is frame.raw:
                 upstream.write(data)
             elif out:
@@ -439,6 +444,9 @@ class Session(asyncio.Protocol):
         framer = self._upstream_framer
         items = framer.feed(data)
         contiguous = framer.contiguous
+        if self._filters:
+            items = self._feed_filters(items)
+            contiguous = False
         if self._holds:
             items = self._feed_hold(items)
             contiguous = False
@@ -540,7 +548,7 @@ class Session(asyncio.Protocol):
     def set_upstream_handler(self, code: int, handler: FrameHandler | None) -> None:
         """Look at upstream messages of type `code` (None: stop looking, just relay them)."""
         _set_handler(self._upstream_handlers, code, handler)
-        if self.relaying and not self._holds:
+        if self.relaying and not (self._holds or self._filters):
             self._upstream_framer.set_keep(self._upstream_handlers)
 
     def set_client_handler(self, code: int, handler: FrameHandler | None) -> None:
@@ -574,6 +582,28 @@ class Session(asyncio.Protocol):
         self._holds.append(_Hold(release))
         self._upstream_framer.set_keep((), keep_all=True)
 
+    def filter_upstream(self, group_filter: GroupFilter) -> None:
+        """Pass every upstream message through `group_filter` until it is done."""
+        self._filters.append(group_filter)
+        self._upstream_framer.set_keep((), keep_all=True)
+
+    def _feed_filters(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
+        out: list[Frame | memoryview] = []
+        for item in items:
+            if not self._filters or not isinstance(item, Frame):
+                # Spans are the rest of a message that began before the filter: nothing held
+                # precedes them.
+                out.append(item)
+                continue
+            group_filter = self._filters[0]
+            out += group_filter.feed(item)
+            if group_filter.done:
+                self._filters.popleft()
+                out += group_filter.flush()
+                if not (self._filters or self._holds):
+                    self._upstream_framer.set_keep(self._upstream_handlers)
+        return out
+
     def _feed_hold(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
         """Collect held replies; at ReadyForQuery, release them and return the items after it."""
         released: list[Frame | memoryview] = []
@@ -588,7 +618,7 @@ class Session(asyncio.Protocol):
             hold.frames.append(item)
             if item.type == Backend.READY_FOR_QUERY:
                 self._holds.popleft()
-                if not self._holds:
+                if not (self._holds or self._filters):
                     self._upstream_framer.set_keep(self._upstream_handlers)
                 released += hold.release(hold.frames)
         return released

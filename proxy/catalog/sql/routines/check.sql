@@ -93,7 +93,10 @@ BEGIN
             SCHEMA = coalesce(@extschema@._guard_fill(err->>'s', nsp, rel, false), ''),
             TABLE = coalesce(@extschema@._guard_fill(err->>'t', nsp, rel, false), ''),
             COLUMN = coalesce(err->>'c', ''),
-            CONSTRAINT = 'electric-proxy';
+            -- The proxy's marker; a check injected in the middle of a batch carries its
+            -- group's tag instead, so the proxy can tell its error from the client's own.
+            CONSTRAINT = CASE WHEN starts_with(coalesce(proxy_tag, ''), 'electric-proxy:')
+                              THEN proxy_tag ELSE 'electric-proxy' END;
     END LOOP;
     PERFORM @extschema@._proxy_tag(proxy_tag);
 END
