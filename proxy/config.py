@@ -126,6 +126,16 @@ class DriftConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The read-only web console on the metrics listener (proxy/console/)."""
+
+    enabled: str = "auto"  # "auto": on only when the metrics listener is bound to loopback
+    path_prefix: str = ""  # where a reverse proxy mounts the listener, e.g. "/ops/proxy"
+    user: str = ""  # non-empty: HTTP basic auth with `password`
+    password: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -137,6 +147,7 @@ class Config:
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def upstream_configured(self) -> bool:
@@ -158,7 +169,9 @@ _KINDS: dict[str, type] = {
     for section, cls in _SECTIONS.items()
     for name, hint in typing.get_type_hints(cls).items()
 }
-_SECRET_KEYS = frozenset({"upstream.url", "auth.password", "catalog.admin_url"})
+_SECRET_KEYS = frozenset({"upstream.url", "auth.password", "catalog.admin_url", "console.password"})
+# Keys that take true, false or "auto": a TOML boolean is read as its word.
+_AUTO_BOOL_KEYS = frozenset({"console.enabled"})
 # A non-empty legacy password (PG_PROXY_PASSWORD) also selects auth.mode = "password": see load_config.
 _LEGACY_ENV: dict[str, str] = {
     "DATABASE_URL": "upstream.url",
@@ -228,6 +241,8 @@ def _fits(kind: type, value: object) -> bool:
 
 def _coerce(key: str, value: object, source: str, *, text: bool) -> _Setting:
     kind = _KINDS[key]
+    if key in _AUTO_BOOL_KEYS and isinstance(value, bool):
+        value = "true" if value else "false"
     if text and isinstance(value, str) and kind is not str:
         try:
             value = _from_text(kind, value)
@@ -422,6 +437,20 @@ def _conninfo(value: str) -> str | None:
     return None
 
 
+_PATH_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+
+
+def _path_prefix(value: str) -> str | None:
+    if _PATH_PREFIX.fullmatch(value):
+        return None
+    return 'must be empty or a URL path such as "/ops/proxy" (no trailing slash)'
+
+
+def _auto_bool(value: str) -> str:
+    word = value.strip().lower()
+    return "true" if word in _TRUE else "false" if word in _FALSE else word
+
+
 _PORT = _between(0, 65535)
 _POSITIVE = _at_least(1)
 
@@ -453,6 +482,8 @@ _CHECKS: dict[str, _Check] = {
     "drift.interval_ms": _POSITIVE,
     "drift.mode": _one_of("detect", "block", "off"),
     "drift.block_scope": _one_of("electrified", "all"),
+    "console.enabled": _one_of("auto", "true", "false"),
+    "console.path_prefix": _path_prefix,
 }
 
 
@@ -462,7 +493,7 @@ def _log_level(value: str) -> str:
 
 
 # Applied before the checks: values accepted in more than one spelling.
-_NORMALIZE: dict[str, Callable[[Any], object]] = {"log.level": _log_level}
+_NORMALIZE: dict[str, Callable[[Any], object]] = {"log.level": _log_level, "console.enabled": _auto_bool}
 
 
 def _check_keys(settings: _Layer) -> None:
@@ -506,10 +537,20 @@ def _check_password_mode(settings: _Layer) -> None:
         )
 
 
+def _check_console_auth(settings: _Layer) -> None:
+    user, password = settings["console.user"], settings["console.password"]
+    if bool(user.value) != bool(password.value):
+        given, missing = ("console.user", "console.password")
+        if not user.value:
+            given, missing = missing, given
+        raise _error(given, f"is set but {missing} is not; set both or neither", settings[given].source)
+
+
 def _validate(settings: _Layer) -> None:
     _check_keys(settings)
     _check_tls(settings)
     _check_password_mode(settings)
+    _check_console_auth(settings)
 
 
 # --- public API -----------------------------------------------------------------------------------
@@ -605,12 +646,13 @@ def _toml_value(value: object) -> str:
 
 
 _URL_KEYS = frozenset({"upstream.url", "catalog.admin_url"})
+_PASSWORD_KEYS = frozenset({"auth.password", "console.password"})
 
 
 def _masked(key: str, value: object) -> object:
     if key in _URL_KEYS:
         return redact_url(typing.cast(str, value))
-    if key == "auth.password" and value:
+    if key in _PASSWORD_KEYS and value:
         return MASK
     return value
 

@@ -23,6 +23,7 @@ import uvloop
 from proxy.catalog.cache import CatalogCache
 from proxy.catalog.drift_watch import DriftWatcher, start_watchers
 from proxy.config import Config
+from proxy.console.app import mount as mount_console
 from proxy.ddl.versions import VersionRecognizer
 from proxy.errors import ProxyError
 from proxy.metrics import start_http_server
@@ -206,6 +207,7 @@ async def _main(config: Config, *, reuse_port: bool, metrics: bool) -> int:
         if metrics and config.metrics.enabled:
             # Up first: /healthz answers and /readyz says 503 while the catalog is installed.
             http = start_http_server(config.metrics.address, config.metrics.port, server.ctx.stats)
+            mount_console(http, config)  # /console when [console] allows it (proxy/console/)
         await server.start(reuse_port=reuse_port)
     except (OSError, ProxyError) as exc:
         logger.error("cannot start: %s", exc)

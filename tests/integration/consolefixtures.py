@@ -1,0 +1,142 @@
+"""A database with a scripted history made through the proxy, and the console serving it over HTTP.
+
+Migrations (oldest first), all through the proxy with psycopg 3:
+1. explicit version `c-v1`: CREATE TABLE items, CREATE INDEX;
+2. electrification: `ALTER TABLE items ENABLE ELECTRIC` with explicit version `c-v2`;
+3. Alembic `c3a1b2`: ADD COLUMN price, written by an `alembic_version` UPDATE in the same
+   transaction (the table itself is created in a migration of its own before it);
+4. hostile text: a table and a comment made of HTML and quote tricks (`HOSTILE_*`).
+Then a direct change on the database, not through the proxy: a column added to items (drift).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import psycopg
+import pytest
+
+from proxy.config import Config
+from proxy.console.app import mount
+from proxy.embedded import EmbeddedPostgres
+from proxy.metrics import Stats, start_http_server
+from tests.pgfixtures import ALICE_PASSWORD
+from tests.proxyfixtures import RunningProxy, proxy_config
+
+DB = "console_t"
+HOSTILE_TABLE = "<script>alert('t')</script>"
+HOSTILE_COMMENT = "-- \"'><script>alert(1)</script></textarea></pre><img src=x onerror=alert(2)>"
+HOSTILE_DEFAULT = "</textarea><b onmouseover='alert(3)'>&amp;\"x"
+_QUOTED_DEFAULT = HOSTILE_DEFAULT.replace("'", "''")
+HOSTILE_SQL = (
+    f"CREATE TABLE \"{HOSTILE_TABLE}\" (id int8 PRIMARY KEY, note text DEFAULT '{_QUOTED_DEFAULT}')"
+    f" {HOSTILE_COMMENT}\n"
+)
+
+
+@dataclass
+class Served:
+    """The console over HTTP: `get(path)` -> (status, headers, body)."""
+
+    base: str
+    server: WSGIServer
+    config: Config
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status, dict(response.headers), response.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read().decode("utf-8")
+
+
+def console_config(url: str, **overrides: Any) -> Config:
+    """The proxy's test configuration with the metrics listener on loopback (the console's default)."""
+    return proxy_config(url, **{"metrics.enabled": True, "metrics.address": "127.0.0.1", **overrides})
+
+
+def serve_console(config: Config) -> Served:
+    """The metrics listener as `serve` starts it, on a free loopback port, console mounted."""
+    server = start_http_server("127.0.0.1", 0, Stats())
+    mount(server, config)
+    return Served(f"http://127.0.0.1:{server.server_port}", server, config)
+
+
+def stop(served: Served) -> None:
+    served.server.shutdown()
+    served.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def console_db(pg: EmbeddedPostgres) -> Iterator[str]:
+    pg.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    pg.execute(f"CREATE DATABASE {DB} OWNER alice")
+    yield pg.url(DB, user="alice", password=ALICE_PASSWORD) + "?sslmode=disable"
+    pg.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+def run_migrations(proxy: RunningProxy) -> None:
+    with psycopg.connect(proxy.dsn(dbname=DB, application_name="console-test")) as conn:
+        conn.execute("CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)")
+        conn.execute("CREATE INDEX items_name ON items (name)")
+        conn.execute("CALL electric.migration_version('c-v1')")
+        conn.commit()
+        conn.execute("ALTER TABLE items ENABLE ELECTRIC")
+        conn.execute("CALL electric.migration_version('c-v2')")
+        conn.commit()
+        conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.execute("CALL electric.migration_version('c-alembic-table')")
+        conn.commit()
+        conn.execute("INSERT INTO alembic_version (version_num) VALUES ('c3a1b2')")
+        conn.execute("ALTER TABLE items ADD COLUMN price int8")
+        conn.commit()
+        conn.execute(HOSTILE_SQL)
+        conn.execute("CALL electric.migration_version('c-hostile')")
+        conn.commit()
+
+
+def direct_change(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE public.items ADD COLUMN sneaky text")
+
+
+@pytest.fixture(scope="module")
+def scripted(console_db: str, upstream_url: str) -> Iterator[tuple[RunningProxy, str]]:
+    """The proxy in front of the console's database, after the scripted history."""
+    del upstream_url  # the usual upstream is not used: the console reads its own database
+    running = RunningProxy(proxy_config(console_db))
+    try:
+        run_migrations(running)
+        direct_change(console_db)
+        yield running, console_db
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def console(scripted: tuple[RunningProxy, str]) -> Iterator[Served]:
+    _proxy, url = scripted
+    served = serve_console(console_config(url))
+    yield served
+    stop(served)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Served]]:
+    """Start more consoles, with other settings, on `url`."""
+    started: list[Served] = []
+
+    def start(url: str, **overrides: Any) -> Served:
+        served = serve_console(console_config(url, **overrides))
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        stop(served)
