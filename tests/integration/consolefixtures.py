@@ -1,11 +1,12 @@
 """A database with a scripted history made through the proxy, and the console serving it over HTTP.
 
-Migrations (oldest first), all through the proxy with psycopg 3:
-1. explicit version `c-v1`: CREATE TABLE items, CREATE INDEX;
-2. electrification: `ALTER TABLE items ENABLE ELECTRIC` with explicit version `c-v2`;
-3. Alembic `c3a1b2`: ADD COLUMN price, written by an `alembic_version` UPDATE in the same
-   transaction (the table itself is created in a migration of its own before it);
-4. hostile text: a table and a comment made of HTML and quote tricks (`HOSTILE_*`).
+Migrations (oldest first, ids 1 to 6), all through the proxy with psycopg 3:
+1. explicit version `c-v1`: CREATE TABLE items, CREATE INDEX items_name;
+2. explicit version `c-v2`: `ALTER TABLE items ENABLE ELECTRIC`;
+3. explicit version `c-alembic-table`: CREATE TABLE alembic_version;
+4. Alembic's `c3a1b2`, written to alembic_version in the transaction that adds column price;
+5. explicit version `c-hostile`: a table and a comment made of HTML and quote tricks (`HOSTILE_*`);
+6. explicit version `2`, which is also the id of migration 2: CREATE TABLE notes.
 Then a direct change on the database, not through the proxy: a column added to items (drift).
 """
 
@@ -21,7 +22,7 @@ from wsgiref.simple_server import WSGIServer
 import psycopg
 import pytest
 
-from proxy.config import Config
+from proxy.config import Config, load_config
 from proxy.console.app import mount
 from proxy.embedded import EmbeddedPostgres
 from proxy.metrics import Stats, start_http_server
@@ -56,9 +57,15 @@ class Served:
             return exc.code, dict(exc.headers), exc.read().decode("utf-8")
 
 
-def console_config(url: str, **overrides: Any) -> Config:
+def console_config(url: str, env: dict[str, str] | None = None, **overrides: Any) -> Config:
     """The proxy's test configuration with the metrics listener on loopback (the console's default)."""
-    return proxy_config(url, **{"metrics.enabled": True, "metrics.address": "127.0.0.1", **overrides})
+    base = {
+        "listen.address": "127.0.0.1",
+        "listen.port": 0,
+        "upstream.url": url,
+        "metrics.address": "127.0.0.1",
+    }
+    return load_config(None, env=env or {}, overrides={**base, **overrides})
 
 
 def serve_console(config: Config) -> Served:
@@ -73,8 +80,8 @@ def stop(served: Served) -> None:
     served.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def console_db(pg: EmbeddedPostgres) -> Iterator[str]:
+@pytest.fixture(scope="module", name="console_db")
+def console_db_fixture(pg: EmbeddedPostgres) -> Iterator[str]:
     pg.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     pg.execute(f"CREATE DATABASE {DB} OWNER alice")
     yield pg.url(DB, user="alice", password=ALICE_PASSWORD) + "?sslmode=disable"
@@ -99,6 +106,10 @@ def run_migrations(proxy: RunningProxy) -> None:
         conn.execute(HOSTILE_SQL)
         conn.execute("CALL electric.migration_version('c-hostile')")
         conn.commit()
+        # A version that is another migration's id (golang-migrate's are small integers).
+        conn.execute("CREATE TABLE notes (id int8 PRIMARY KEY)")
+        conn.execute("CALL electric.migration_version('2')")
+        conn.commit()
 
 
 def direct_change(url: str) -> None:
@@ -106,10 +117,9 @@ def direct_change(url: str) -> None:
         conn.execute("ALTER TABLE public.items ADD COLUMN sneaky text")
 
 
-@pytest.fixture(scope="module")
-def scripted(console_db: str, upstream_url: str) -> Iterator[tuple[RunningProxy, str]]:
+@pytest.fixture(scope="module", name="scripted")
+def scripted_fixture(console_db: str) -> Iterator[tuple[RunningProxy, str]]:
     """The proxy in front of the console's database, after the scripted history."""
-    del upstream_url  # the usual upstream is not used: the console reads its own database
     running = RunningProxy(proxy_config(console_db))
     try:
         run_migrations(running)
@@ -119,21 +129,21 @@ def scripted(console_db: str, upstream_url: str) -> Iterator[tuple[RunningProxy,
         running.stop()
 
 
-@pytest.fixture(scope="module")
-def console(scripted: tuple[RunningProxy, str]) -> Iterator[Served]:
+@pytest.fixture(scope="module", name="console")
+def console_fixture(scripted: tuple[RunningProxy, str]) -> Iterator[Served]:
     _proxy, url = scripted
     served = serve_console(console_config(url))
     yield served
     stop(served)
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[..., Served]]:
+@pytest.fixture(name="serve")
+def serve_fixture() -> Iterator[Callable[..., Served]]:
     """Start more consoles, with other settings, on `url`."""
     started: list[Served] = []
 
-    def start(url: str, **overrides: Any) -> Served:
-        served = serve_console(console_config(url, **overrides))
+    def start(url: str, env: dict[str, str] | None = None, **overrides: Any) -> Served:
+        served = serve_console(console_config(url, env, **overrides))
         started.append(served)
         return served
 
