@@ -225,8 +225,9 @@ class Console:
             )
             return response
         request = Request(environ, self._prefix(environ))
-        if request.path == "style.css":
-            return Response(pages.STYLESHEET, content_type="text/css; charset=utf-8")
+        static = _STATIC.get(request.path)
+        if static is not None:
+            return Response(*static)
         try:
             return self._page(request)
         except Unreachable as exc:
@@ -331,6 +332,12 @@ class Console:
 
     def _drift(self, request: Request, conn: psycopg.Connection[Any], health: data.Health) -> Response:
         return html(pages.drift_page(request.links, data.drift(conn, self.schema), health))
+
+
+_STATIC: Final = {
+    "style.css": (pages.STYLESHEET, "200 OK", "text/css; charset=utf-8"),
+    "favicon.svg": (pages.ICON, "200 OK", "image/svg+xml"),
+}
 
 
 def _send(start_response: StartResponse, response: Response) -> list[bytes]:

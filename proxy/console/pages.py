@@ -70,6 +70,7 @@ _LAYOUT: Final = Template("""<!doctype html>
 <meta name="referrer" content="no-referrer">
 <title>$title</title>
 <link rel="stylesheet" href="$stylesheet">
+<link rel="icon" href="$icon" type="image/svg+xml">
 </head>
 <body>
 <header>
@@ -99,6 +100,7 @@ def layout(links: Links, page: str, heading: Value, body: Html, health: data.Hea
         {
             "title": f"{_text(heading)} · {TITLE}",
             "stylesheet": links.to("style.css"),
+            "icon": links.to("favicon.svg"),
             "nav": join(nav),
             "health": health_strip(health) if health is not None else Html(""),
             "page": page,
@@ -641,5 +643,7 @@ def path_segment(text: str) -> str:
     return quote(text, safe="")
 
 
-# Served as /console/style.css: the Content-Security-Policy allows no inline style.
+# Served as /console/style.css and /console/favicon.svg: the Content-Security-Policy allows no
+# inline style, and a browser asks for an icon.
 STYLESHEET: Final = resources.files("proxy.console").joinpath("style.css").read_bytes()
+ICON: Final = resources.files("proxy.console").joinpath("favicon.svg").read_bytes()
