@@ -100,8 +100,8 @@ def run_migrations(proxy: RunningProxy) -> None:
         conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
         conn.execute("CALL electric.migration_version('c-alembic-table')")
         conn.commit()
+        conn.execute("ALTER TABLE items ADD COLUMN price int8")  # Alembic writes its version last
         conn.execute("INSERT INTO alembic_version (version_num) VALUES ('c3a1b2')")
-        conn.execute("ALTER TABLE items ADD COLUMN price int8")
         conn.commit()
         conn.execute(HOSTILE_SQL)
         conn.execute("CALL electric.migration_version('c-hostile')")
