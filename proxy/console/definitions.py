@@ -26,6 +26,10 @@ class Rendered:
     sql: str | None
     electrified: bool
 
+    @property
+    def identity(self) -> str:
+        return identity(self.schema, self.name)
+
 
 @dataclass(frozen=True)
 class Change:

@@ -7,6 +7,7 @@ are built by `Links`, which knows the path prefix the browser sees.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -331,7 +332,7 @@ def _objects(
         heading = [
             tag("span", item.kind or item.object_type, class_="kind"),
             " ",
-            tag("code", f"{item.schema}.{item.name}"),
+            tag("code", item.identity),
         ]
         if marked:
             heading += [" ", _electrified_badge()]
@@ -560,8 +561,9 @@ def _attributes(detail: Mapping[str, Any]) -> Html:
 
 
 def _short(value: object, limit: int = 200) -> str:
-    import json
-
+    """An attribute's value on one line; None: the object or attribute does not exist there."""
+    if value is None:
+        return "(none)"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

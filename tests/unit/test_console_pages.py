@@ -342,7 +342,12 @@ def drift_view(
             "modified",
             "high",
             True,
-            {"attributes": {"columns": {"expected": ["id"], "actual": ["id", "sneaky"]}}},
+            {
+                "attributes": {
+                    "columns": {"expected": ["id"], "actual": ["id", "sneaky"]},
+                    "default": {"expected": None, "actual": "0"},
+                }
+            },
             attribution,
             "event_trigger",
             "2026-12-01T11:00:01+00:00",
@@ -376,7 +381,10 @@ def test_drift_page_groups_open_drift_by_severity_with_expected_actual_and_attri
     text = tree.all_text()
     expected = re.findall(r'<td class="expected"><code>(.*?)</code>', page)
     actual = re.findall(r'<td class="actual"><code>(.*?)</code>', page)
-    assert (expected, actual) == (["[&quot;id&quot;]"], ["[&quot;id&quot;, &quot;sneaky&quot;]"])
+    assert (expected, actual) == (
+        ["[&quot;id&quot;]", "(none)"],
+        ["[&quot;id&quot;, &quot;sneaky&quot;]", "0"],
+    )
     assert "bob (psql, 10.0.0.9)" in text and "ALTER TABLE items ADD COLUMN sneaky text" in text
     assert "2026-12-01 11:00:01 UTC" in text and "by event trigger" in text
     assert "unknown (found by a scan)" in text
