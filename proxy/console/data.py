@@ -14,6 +14,7 @@ turns them into HTML. Times are ISO 8601 strings, as in the CLI's `--json`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from psycopg.rows import dict_row
 from proxy.catalog import store
 from proxy.catalog.install import check_schema_name, latest_version
 from proxy.console import definitions
+from proxy.log import MASK, scrub
 
 MAX_PER_PAGE: Final = 500
 ACCEPTED_SHOWN: Final = 200  # the most recent accepted drift rows on the drift page
@@ -36,6 +38,21 @@ _PIN_SEARCH_PATH: Final = b"SELECT pg_catalog.set_config('search_path', 'pg_cata
 _ID_WIDTH: Final = 24
 
 Conn = psycopg.Connection[Any]
+
+
+# -- secrets in recorded text ---------------------------------------------------------------------------
+
+# `PASSWORD 'literal'` as CREATE/ALTER ROLE and USER MAPPING OPTIONS write it: standard, escape
+# (E'...') and dollar-quoted strings.
+_PASSWORD_LITERAL: Final = re.compile(
+    r"(?i)\b(password\s+)(?:E'(?:[^'\\]|''|\\.)*'|'(?:[^']|'')*'|(\$[A-Za-z_0-9]*\$).*?\2)", re.S
+)
+
+
+def mask_secrets(text: str) -> str:
+    """Recorded SQL with its passwords masked: role and user-mapping passwords, and passwords in
+    connection strings and URLs (CREATE SUBSCRIPTION ... CONNECTION, dblink, foreign servers)."""
+    return scrub(_PASSWORD_LITERAL.sub(lambda m: f"{m.group(1)}'{MASK}'", text))
 
 
 # -- timeline ------------------------------------------------------------------------------------
@@ -179,6 +196,8 @@ def migration(conn: Conn, schema: str, migration_id: int) -> MigrationPage | Non
     detail = store.show(conn, migration_ref(migration_id), schema)
     if detail is None or detail["id"] != migration_id:
         return None
+    for statement in detail["statements"]:
+        statement["sql"] = mask_secrets(statement["sql"])
     with _reading(conn) as cur:
         cur.execute(_sql(_PREVIOUS, schema), {"id": migration_id})
         row = cur.fetchone()
@@ -304,6 +323,12 @@ SELECT e.identity, e.object_type, e.change, e.severity, a.accepted_at, a.accepte
 _DRIFT_STATE: Final = "SELECT scanned_at, baseline_at FROM {state}"
 
 
+def _masked_attribution(attribution: dict[str, Any] | None) -> dict[str, Any] | None:
+    if attribution and isinstance(attribution.get("statement"), str):
+        return {**attribution, "statement": mask_secrets(attribution["statement"])}
+    return attribution
+
+
 def drift_installed(conn: Conn, schema: str) -> bool:
     """Whether the catalog has drift detection's tables (catalog step "drift")."""
     check_schema_name(schema)
@@ -321,7 +346,7 @@ def drift(conn: Conn, schema: str) -> DriftView | None:
                 **{k: row[k] for k in ("identity", "object_type", "change", "severity", "source")},
                 electrified=bool(row["electrified"]),
                 detail=dict(row["detail"] or {}),
-                attribution=row["attribution"],
+                attribution=_masked_attribution(row["attribution"]),
                 first_seen=row["first_seen"].isoformat(),
                 last_seen=row["last_seen"].isoformat(),
             )

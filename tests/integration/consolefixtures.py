@@ -1,7 +1,8 @@
 """A database with a scripted history made through the proxy, and the console serving it over HTTP.
 
 Migrations (oldest first, ids 1 to 6), all through the proxy with psycopg 3:
-1. explicit version `c-v1`: CREATE TABLE items, CREATE INDEX items_name;
+1. explicit version `c-v1`: CREATE TABLE items, CREATE INDEX items_name, a COMMENT holding a URL
+   with a password (`SECRET_COMMENT`);
 2. explicit version `c-v2`: `ALTER TABLE items ENABLE ELECTRIC`;
 3. explicit version `c-alembic-table`: CREATE TABLE alembic_version;
 4. Alembic's `c3a1b2`, written to alembic_version in the transaction that adds column price;
@@ -30,6 +31,8 @@ from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, proxy_config
 
 DB = "console_t"
+SECRET = "hunter2-in-a-comment"
+SECRET_COMMENT = f"copied from postgresql://etl:{SECRET}@old-db/shop"
 HOSTILE_TABLE = "<script>alert('t')</script>"
 HOSTILE_COMMENT = "-- \"'><script>alert(1)</script></textarea></pre><img src=x onerror=alert(2)>"
 HOSTILE_DEFAULT = "</textarea><b onmouseover='alert(3)'>&amp;\"x"
@@ -92,6 +95,7 @@ def run_migrations(proxy: RunningProxy) -> None:
     with psycopg.connect(proxy.dsn(dbname=DB, application_name="console-test")) as conn:
         conn.execute("CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)")
         conn.execute("CREATE INDEX items_name ON items (name)")
+        conn.execute(f"COMMENT ON TABLE items IS '{SECRET_COMMENT}'")
         conn.execute("CALL electric.migration_version('c-v1')")
         conn.commit()
         conn.execute("ALTER TABLE items ENABLE ELECTRIC")

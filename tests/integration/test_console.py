@@ -20,6 +20,7 @@ from tests.integration.consolefixtures import (
     HOSTILE_COMMENT,
     HOSTILE_DEFAULT,
     HOSTILE_TABLE,
+    SECRET,
     Served,
     console_db_fixture,  # noqa: F401  (fixtures, by their names)
     console_fixture,  # noqa: F401
@@ -95,6 +96,8 @@ def test_migration_page_shows_its_statements(console: Served) -> None:
     assert "Migration 1" in page.text and "c-v1" in page.text
     assert "CREATE TABLE items (id int8 PRIMARY KEY, name text NOT NULL)" in page.text
     assert "CREATE INDEX items_name ON items (name)" in page.text
+    assert "COMMENT ON TABLE items IS 'copied from postgresql://etl:****@old-db/shop'" in page.text
+    assert SECRET not in body
 
 
 def test_a_migration_is_found_by_id_when_another_has_that_id_as_version(console: Served) -> None:

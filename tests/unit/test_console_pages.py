@@ -438,3 +438,35 @@ def test_pages_have_unique_ids() -> None:
     ):
         ids = Tree(page).ids()
         assert len(ids) == len(set(ids)), ids
+
+
+# -- secrets in recorded text ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "shown"),
+    [
+        ("CREATE ROLE app LOGIN PASSWORD 'se''cret'", "CREATE ROLE app LOGIN PASSWORD '****'"),
+        (
+            "alter role x encrypted password E'a\\'b' valid until 'x'",
+            "alter role x encrypted password '****' valid until 'x'",
+        ),
+        ("ALTER ROLE x PASSWORD $q$p$w$q$ LOGIN", "ALTER ROLE x PASSWORD '****' LOGIN"),
+        (
+            "CREATE USER MAPPING FOR a SERVER s OPTIONS (user 'u', password 'p')",
+            "CREATE USER MAPPING FOR a SERVER s OPTIONS (user 'u', password '****')",
+        ),
+        (
+            "CREATE SUBSCRIPTION s CONNECTION 'host=h password=pw dbname=d' PUBLICATION p",
+            "CREATE SUBSCRIPTION s CONNECTION 'host=h password=**** dbname=d' PUBLICATION p",
+        ),
+        (
+            "COMMENT ON TABLE t IS 'from postgresql://u:pw@h/d'",
+            "COMMENT ON TABLE t IS 'from postgresql://u:****@h/d'",
+        ),
+        ("ALTER ROLE x PASSWORD NULL", "ALTER ROLE x PASSWORD NULL"),
+        ("CREATE TABLE t (password text, id int)", "CREATE TABLE t (password text, id int)"),
+    ],
+)
+def test_recorded_passwords_are_masked(sql: str, shown: str) -> None:
+    assert data.mask_secrets(sql) == shown
