@@ -2,8 +2,9 @@
 
 `mount()` wraps the listener's application: requests under `/console` come here, every other path
 goes where it went before. The listener serves one request at a time in its own thread
-(metrics.py), so the console keeps one database connection, reused between requests, with a
-statement timeout that keeps a slow catalog from holding the health endpoints for long.
+(metrics.py), so the console keeps one database connection, reused between requests, with
+connect and statement timeouts of 2 s that keep a slow catalog from holding the health endpoints
+for long.
 
 Access (config `[console]`): `enabled = "auto"` serves the console only when the listener is
 bound to a loopback address; `true` on any address, `false` never. `user` and `password` ask for
@@ -44,7 +45,9 @@ logger = logging.getLogger(__name__)
 
 ROOT: Final = "/console"
 APPLICATION_NAME: Final = "electric-proxy (console)"
-STATEMENT_TIMEOUT_MS: Final = 5000
+# The listener serves one request at a time: a console page must not hold /healthz for long.
+STATEMENT_TIMEOUT_MS: Final = 2000
+CONNECT_TIMEOUT_S: Final = 2
 _PREFIX: Final = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 _MIGRATION_PATH: Final = re.compile(r"migrations/([0-9]{1,18})")
 
@@ -98,7 +101,7 @@ class Database:
 
     def __init__(self, config: Config) -> None:
         self._url = config.upstream.url
-        self._timeout = max(1, math.ceil(config.upstream.connect_timeout_ms / 1000))
+        self._timeout = min(CONNECT_TIMEOUT_S, max(1, math.ceil(config.upstream.connect_timeout_ms / 1000)))
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self.label = upstream_label(config.upstream.url)
@@ -110,7 +113,9 @@ class Database:
             self._conn = conn
             try:
                 yield conn
-            except psycopg.OperationalError as exc:
+            except psycopg.errors.QueryCanceled:
+                raise  # the statement timeout: the connection is fine, the read failed
+            except psycopg.OperationalError as exc:  # the connection is lost: a new one next time
                 self.close()
                 raise Unreachable(_first_line(exc)) from None
 
