@@ -272,3 +272,15 @@ def test_ten_thousand_migrations_render_under_a_second(big: str, serve: Callable
     last = timeline_rows(served.get("/console/?page=200")[2])
     assert last[-1][1] == "bulk-1"
     assert f"{BIG} migration(s)" in Page(served.get("/console/")[2]).text
+
+
+def test_a_blocked_catalog_read_times_out_and_the_listener_goes_on(console: Served) -> None:
+    url = console.config.upstream.url
+    with psycopg.connect(url) as locker:
+        locker.execute("LOCK TABLE electric.migrations IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        status, _, body = console.get("/console/")
+        assert status == 500 and "statement timeout" in Page(body).text
+        assert time.monotonic() - started < 5
+        assert console.get("/healthz")[0] == 200
+    assert console.get("/console/")[0] == 200  # lock released: the same connection reads again
