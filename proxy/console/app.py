@@ -246,7 +246,9 @@ class Console:
 
     def _page(self, request: Request) -> Response:
         with self.database.connection() as conn:
-            health = data.health(conn, self.schema, self.database.label, self.config.drift.mode)
+            health = data.health(
+                conn, self.schema, self.database.label, self.config.drift.mode, APPLICATION_NAME
+            )
             if not health.history:
                 page = pages.message_page(
                     request.links,

@@ -388,6 +388,7 @@ class Health:
     event_triggers: list[tuple[str, bool]] = field(default_factory=list)  # (name, enabled)
     drift_mode: str = "off"
     instances: list[tuple[str, str]] = field(default_factory=list)  # (instance, last seen)
+    connected_hosts: int = 0  # hosts with a proxy's own connection open to this database now
     history: bool = False  # the migration history is installed
 
 
@@ -406,9 +407,20 @@ SELECT m.proxy_instance AS instance, max(m.committed_at) AS seen
 
 _DRIFT_MODE: Final = "SELECT mode FROM {settings}"
 
+# The proxies' own connections name themselves "electric-proxy (catalog)", "(health)", ...; the
+# console's is left out. Hosts, not processes: workers and replicas on one host share an address.
+_CONNECTED: Final = """
+SELECT count(DISTINCT COALESCE(host(a.client_addr), 'local')) AS hosts
+  FROM pg_stat_activity a
+ WHERE a.datname = current_database() AND a.application_name LIKE 'electric-proxy (%%'
+   AND a.application_name <> %(console)s"""
 
-def health(conn: Conn, schema: str, upstream: str, configured_drift_mode: str) -> Health:
-    """What the strip shows; `upstream` is the label of the database, already safe to show."""
+
+def health(
+    conn: Conn, schema: str, upstream: str, configured_drift_mode: str, application_name: str = ""
+) -> Health:
+    """What the strip shows; `upstream` is the label of the database, already safe to show, and
+    `application_name` the console's own connection's."""
     version = _catalog_version(conn, schema)
     with _reading(conn) as cur:
         cur.execute(_EVENT_TRIGGERS, {"schema": schema})
@@ -419,6 +431,9 @@ def health(conn: Conn, schema: str, upstream: str, configured_drift_mode: str) -
         with _reading(conn) as cur:
             cur.execute(_sql(_INSTANCES, schema), {"window": INSTANCES_WINDOW})
             instances = [(r["instance"], r["seen"].isoformat()) for r in cur.fetchall()]
+    with _reading(conn) as cur:
+        cur.execute(_CONNECTED, {"console": application_name})
+        row = cur.fetchone()
     return Health(
         upstream=upstream,
         reachable=True,
@@ -426,6 +441,7 @@ def health(conn: Conn, schema: str, upstream: str, configured_drift_mode: str) -
         event_triggers=triggers,
         drift_mode=_drift_mode(conn, schema, configured_drift_mode) if version else configured_drift_mode,
         instances=instances,
+        connected_hosts=int(row["hosts"]) if row else 0,
         history=installed,
     )
 

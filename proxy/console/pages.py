@@ -136,7 +136,9 @@ def health_strip(health: data.Health) -> Html:
         if enabled
         else ("warn", "not installed", "changes made without the proxy are found by the periodic scan only")
     )
-    instances = ", ".join(name for name, _seen in health.instances) or "none in the last 24 h"
+    instances = ", ".join(name for name, _seen in health.instances) or "no migration in the last 24 h"
+    if health.connected_hosts:
+        instances += f"; connected now from {health.connected_hosts} host(s)"
     items = [
         _item("ok", "upstream", f"{health.upstream}: reachable"),
         _item(catalog[0], "catalog", catalog[1]),

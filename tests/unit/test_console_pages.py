@@ -418,9 +418,10 @@ def test_drift_page_in_sync_and_unavailable() -> None:
         ),
         (
             {"event_triggers": [], "instances": [], "drift_mode": "off"},
-            ["not installed", "off", "none in the last 24 h"],
+            ["not installed", "off", "no migration in the last 24 h"],
         ),
         ({"catalog_version": None}, ["no catalog installed"]),
+        ({"connected_hosts": 2}, ["web-1:4321; connected now from 2 host(s)"]),
         ({"reachable": False, "error": "connection refused"}, ["unreachable"]),
     ],
 )
