@@ -267,6 +267,8 @@ def _pager(links: Links, timeline: data.Timeline) -> Html:
 def migration_page(links: Links, page: data.MigrationPage, health: data.Health | None) -> Html:
     m = page.migration
     source = m["version_source"] + (f", {m['framework']}" if m["framework"] else "")
+    if m["version_tie"] not in (None, "transaction"):  # a version written outside its DDL's transaction
+        source += f", written {m['version_tie']}"
     facts = [
         ("Version", join([tag("code", m["version"]), f" ({source})"])),
         ("Started", when(m["started_at"])),

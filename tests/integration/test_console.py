@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import time
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 
 from proxy.catalog.install import install_sync
+from proxy.catalog.render import qualified
 from proxy.cli import main
 from proxy.embedded import EmbeddedPostgres
 from tests.integration.consolefixtures import (
@@ -89,7 +91,7 @@ def test_timeline_filters(console: Served) -> None:
     assert [i for i, _ in timeline_rows(paged)] == [2, 1] and "page 2 of 2" in Page(paged).text
 
 
-def test_migration_page_shows_its_statements(console: Served) -> None:
+def test_migration_page_shows_its_statements_and_definitions(console: Served) -> None:
     status, _, body = console.get("/console/migrations/1")
     assert status == 200
     page = Page(body)
@@ -98,6 +100,9 @@ def test_migration_page_shows_its_statements(console: Served) -> None:
     assert "CREATE INDEX items_name ON items (name)" in page.text
     assert "COMMENT ON TABLE items IS 'copied from postgresql://etl:****@old-db/shop'" in page.text
     assert SECRET not in body
+    objects = re.findall(r'<section class="object" data-name="([^"]+)">', body)
+    assert objects == ["public.items", "public.items_name"]
+    assert "CREATE TABLE public.items (\n    id bigint NOT NULL,\n    name text NOT NULL," in page.text
 
 
 def test_a_migration_is_found_by_id_when_another_has_that_id_as_version(console: Served) -> None:
@@ -131,19 +136,35 @@ def test_schema_page_shows_the_schema_and_the_electrified_tables(console: Served
     assert status == 200
     page = Page(body)
     assert "As of migration 6 (version 2), the latest" in page.text
+    found = re.findall(r'<section class="([^"]+)" data-name="([^"]+)">', body)
+    sections = {html.unescape(name): kind for kind, name in found}
+    assert sections["public.items"] == "object electrified" and sections["public.notes"] == "object"
+    assert f"public.{HOSTILE_TABLE}" in sections  # an attribute value, escaped
+    assert "price bigint" in page.text and "sneaky" not in page.text  # recorded, not live
     electrified = re.search(r'<table id="electrified">.*?</table>', body)
     assert electrified is not None and "public.items" in Page(electrified.group(0)).text
     assert "c-v2" in Page(electrified.group(0)).text
     older = Page(console.get("/console/schema?at=c-v1")[2])
-    assert "As of migration 1 (version c-v1):" in older.text
+    assert "As of migration 1 (version c-v1):" in older.text and "price" not in older.text
     status, _, missing = console.get("/console/schema?at=no-such-version")
     assert status == 404 and "no migration with version or id 'no-such-version'" in Page(missing).text
 
 
-def test_diff_page(console: Served) -> None:
+def test_diff_page_is_schema_diff(console: Served, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, body = console.get("/console/schema?from=c-v1&to=2")
     assert status == 200
-    assert "From migration 1 (c-v1) to 6 (2)" in Page(body).text
+    page = Page(body)
+    assert "From migration 1 (c-v1) to 6 (2)" in page.text
+    changes = re.findall(
+        r'<li class="(added|modified|removed)"><div><span class="sign">.</span> <span class="kind">(\w+)</span> <code>(.*?)</code>',
+        body,
+    )
+    assert main(["schema", "--diff", "c-v1", "2", "--json", "--upstream", console.config.upstream.url]) == 0
+    cli = json.loads(capsys.readouterr().out)["changes"]
+    assert [(c, k, Page(i).text) for c, k, i in changes] == [
+        (c["change"], c["kind"], qualified(c["schema"], c["name"])) for c in cli
+    ]
+    assert "column added: price bigint" in page.text
 
 
 def test_drift_page(console: Served) -> None:

@@ -48,7 +48,10 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(console: Served) -> Iterator[Browser]:
+    """Started after the scripted history: Playwright's sync API keeps an event loop running in
+    this thread, where the drift CLI's asyncio.run() cannot start one."""
+    del console
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
@@ -112,6 +115,7 @@ def test_migration_page_in_the_browser(page: Page, console: Served, shots: Path)
     statement = p.locator("#statements pre").first.inner_text()
     assert HOSTILE_TABLE in statement and HOSTILE_COMMENT in statement
     assert p.locator("script, img, textarea").count() == 0
+    assert HOSTILE_TABLE in p.inner_text("#objects")  # its definition, rendered as text
     screenshot(p, shots, "migration")
 
 
@@ -120,12 +124,16 @@ def test_schema_page_in_the_browser(page: Page, console: Served, shots: Path) ->
     p.goto(console.base + "/console/schema")
     assert "the latest" in p.inner_text("p.summary")
     assert "public.items" in p.inner_text("table#electrified")
+    items = p.locator('section.object[data-name="public.items"]')
+    assert "electrified" in items.locator(".badge").inner_text()
+    assert "price bigint" in items.locator("pre").inner_text()
     screenshot(p, shots, "schema")
     p.fill("input[name=from]", "c-v1")
     p.fill("input[name=to]", "c-hostile")
     p.click("text=Compare")
     p.wait_for_url("**/console/schema?from=c-v1&to=c-hostile")
     assert "From migration 1 (c-v1) to 5 (c-hostile)" in p.inner_text("p.summary")
+    assert "column added: price bigint" in p.inner_text("#diff")
     screenshot(p, shots, "diff")
 
 

@@ -94,6 +94,7 @@ def detail(**overrides: Any) -> store.MigrationDetail:
         "id": 7,
         "version": "a1b2",
         "version_source": "framework",
+        "version_tie": "other connection",
         "framework": "alembic",
         "started_at": "2026-12-01T10:00:00+00:00",
         "committed_at": "2026-12-01T10:00:00.040000+00:00",
@@ -238,6 +239,7 @@ def test_migration_page_shows_statements_and_definitions() -> None:
     assert "CREATE TABLE public.items (\n    id bigint NOT NULL\n);" in text
     assert "gone after this migration" in text
     assert "electrified" in text and "1 s" not in text and "40 ms" in text
+    assert "a1b2 (framework, alembic, written other connection)" in text
     assert "/console/schema?from=000000000000000000000006&to=000000000000000000000007" in tree.hrefs()
     assert "/console/schema?at=000000000000000000000007" in tree.hrefs()
 
