@@ -8,7 +8,9 @@ Migrations (oldest first, ids 1 to 6), all through the proxy with psycopg 3:
 4. Alembic's `c3a1b2`, written to alembic_version in the transaction that adds column price;
 5. explicit version `c-hostile`: a table and a comment made of HTML and quote tricks (`HOSTILE_*`);
 6. explicit version `2`, which is also the id of migration 2: CREATE TABLE notes.
-Then a direct change on the database, not through the proxy: a column added to items (drift).
+Then direct changes on the database, not through the proxy: a column added to the electrified
+table items (open drift) and a table created (drift accepted by "carol"), both found by a scan
+of `electric-proxy drift`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from wsgiref.simple_server import WSGIServer
 import psycopg
 import pytest
 
+from proxy.cli import main
 from proxy.config import Config, load_config
 from proxy.console.app import mount
 from proxy.embedded import EmbeddedPostgres
@@ -116,9 +119,15 @@ def run_migrations(proxy: RunningProxy) -> None:
         conn.commit()
 
 
-def direct_change(url: str) -> None:
+def direct_changes(url: str) -> None:
+    """Two changes made on the database directly; a drift scan finds both, `scratch` is accepted."""
+    # A scan first, as the watcher's periodic one would: the migrations are in the baseline.
+    assert main(["drift", "--upstream", url]) == 0
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE public.items ADD COLUMN sneaky text")
+        conn.execute("CREATE TABLE public.scratch (id int)")
+    assert main(["drift", "--upstream", url]) == 2  # one scan: drift found
+    assert main(["drift", "--upstream", url, "accept", "public.scratch", "--by", "carol"]) == 0
 
 
 @pytest.fixture(scope="module", name="scripted")
@@ -127,7 +136,7 @@ def scripted_fixture(console_db: str) -> Iterator[tuple[RunningProxy, str]]:
     running = RunningProxy(proxy_config(console_db))
     try:
         run_migrations(running)
-        direct_change(console_db)
+        direct_changes(console_db)
         yield running, console_db
     finally:
         running.stop()

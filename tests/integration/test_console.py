@@ -167,10 +167,28 @@ def test_diff_page_is_schema_diff(console: Served, capsys: pytest.CaptureFixture
     assert "column added: price bigint" in page.text
 
 
-def test_drift_page(console: Served) -> None:
+def test_drift_page_shows_open_drift_by_severity_and_who_accepted(
+    console: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, _, body = console.get("/console/drift")
     assert status == 200
-    assert 'id="drift-unavailable"' in body  # drift detection is not in this build's catalog
+    page = Page(body)
+    assert "Drift: 1 open" in page.text
+    assert re.findall(r'<h2 class="severity (\w+)">', body) == ["critical"]
+    opened = re.search(r'<table class="drift critical">.*?</tbody></table>', body)
+    assert opened is not None
+    row = Page(opened.group(0)).text
+    assert "public.items.sneaky" in row and "electrified" in row and "column" in row and "added" in row
+    assert "found by a scan" in row
+    actual = re.findall(r'<td class="actual"><code>(.*?)</code>', opened.group(0))
+    assert "sneaky" in actual and "text" in actual
+    accepted = re.search(r'<table id="accepted">.*?</table>', body)
+    assert accepted is not None and "public.scratch" in Page(accepted.group(0)).text
+    assert "carol" in Page(accepted.group(0)).text
+    # The same drift as the CLI reports.
+    assert main(["drift", "--json", "--upstream", console.config.upstream.url]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert [o["identity"] for o in report["objects"]] == ["public.items.sneaky"]
 
 
 def test_links_follow_the_reverse_proxy_prefix(console: Served, serve: Callable[..., Served]) -> None:
@@ -191,7 +209,7 @@ def test_health_strip(console: Served) -> None:
     text = Page(strip.group(0)).text
     assert "console_t: reachable" in text
     assert re.search(r"catalog version \d+ \(this proxy installs \d+\)", text)
-    assert "event triggers" in text and "drift mode detect" in text
+    assert "event triggers" in text and "drift mode detect" in text  # from the catalog's drift settings
     assert re.search(r"proxy instances [^ ]+:\d+", text), text  # the proxy that recorded the migrations
 
 

@@ -140,5 +140,11 @@ def test_schema_page_in_the_browser(page: Page, console: Served, shots: Path) ->
 def test_drift_page_in_the_browser(page: Page, console: Served, shots: Path) -> None:
     p = page
     p.goto(console.base + "/console/drift")
-    assert "Drift detection is not available" in p.inner_text("main")
+    assert p.inner_text("h1") == "Drift: 1 open"
+    assert p.locator("h2.severity").all_inner_texts() == ["Critical (1)"]
+    row = p.locator("table.drift.critical > tbody > tr")
+    assert row.count() == 1
+    assert "public.items.sneaky" in row.inner_text() and "electrified" in row.inner_text()
+    assert "sneaky" in p.locator("table.drift td.actual").all_inner_texts()
+    assert "carol" in p.inner_text("table#accepted")
     screenshot(p, shots, "drift")
