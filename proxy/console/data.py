@@ -100,20 +100,24 @@ class Timeline:
         return max(1, -(-self.total // self.query.per_page))
 
 
+# Statements are counted for the page's rows only, after the LIMIT.
 _TIMELINE: Final = """
-SELECT m.id, m.version, m.version_source, m.framework, m.db_user, m.application_name,
-       m.client_addr, m.proxy_instance, m.started_at, m.committed_at,
-       (SELECT count(*) FROM {s} s WHERE s.migration_id = m.id) AS statement_count,
-       count(*) OVER () AS total
-  FROM {m} m
- WHERE (%(framework)s::text IS NULL
-        OR (m.framework IS NULL AND %(framework)s = '-') OR m.framework = %(framework)s)
-   AND (%(user)s::text IS NULL OR m.db_user = %(user)s)
-   AND (%(since)s::date IS NULL OR m.committed_at >= %(since)s::date::timestamp AT TIME ZONE 'UTC')
-   AND (%(until)s::date IS NULL
-        OR m.committed_at < (%(until)s::date + 1)::timestamp AT TIME ZONE 'UTC')
- ORDER BY m.committed_at DESC NULLS FIRST, m.id DESC
- LIMIT %(limit)s OFFSET %(offset)s"""
+WITH page AS (
+    SELECT m.id, m.version, m.version_source, m.framework, m.db_user, m.application_name,
+           m.client_addr, m.proxy_instance, m.started_at, m.committed_at, count(*) OVER () AS total
+      FROM {m} m
+     WHERE (%(framework)s::text IS NULL
+            OR (m.framework IS NULL AND %(framework)s = '-') OR m.framework = %(framework)s)
+       AND (%(user)s::text IS NULL OR m.db_user = %(user)s)
+       AND (%(since)s::date IS NULL OR m.committed_at >= %(since)s::date::timestamp AT TIME ZONE 'UTC')
+       AND (%(until)s::date IS NULL
+            OR m.committed_at < (%(until)s::date + 1)::timestamp AT TIME ZONE 'UTC')
+     ORDER BY m.committed_at DESC NULLS FIRST, m.id DESC
+     LIMIT %(limit)s OFFSET %(offset)s
+)
+SELECT page.*, (SELECT count(*) FROM {s} s WHERE s.migration_id = page.id) AS statement_count
+  FROM page
+ ORDER BY page.committed_at DESC NULLS FIRST, page.id DESC"""
 
 _CHOICES: Final = """
 SELECT ARRAY(SELECT DISTINCT COALESCE(framework, '-') FROM {m} ORDER BY 1) AS frameworks,
