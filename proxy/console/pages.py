@@ -130,12 +130,7 @@ def health_strip(health: data.Health) -> Html:
         if health.catalog_version is None
         else ("ok", f"version {health.catalog_version} (this proxy installs {health.catalog_latest})")
     )
-    enabled = [name for name, on in health.event_triggers if on]
-    triggers = (
-        ("ok", f"installed ({len(enabled)})", ", ".join(enabled))
-        if enabled
-        else ("warn", "not installed", "changes made without the proxy are found by the periodic scan only")
-    )
+    triggers = _event_triggers(health.event_triggers)
     instances = ", ".join(name for name, _seen in health.instances) or "no migration in the last 24 h"
     if health.connected_hosts:
         instances += f"; connected now from {health.connected_hosts} host(s)"
@@ -147,6 +142,20 @@ def health_strip(health: data.Health) -> Html:
         _item("ok", "proxy instances", instances),
     ]
     return tag("ul", *items, class_="health", id="health")
+
+
+_SCAN_ONLY: Final = "changes made without the proxy are found by the periodic scan only"
+
+
+def _event_triggers(triggers: Sequence[tuple[str, bool]]) -> tuple[str, str, str]:
+    """(state, text, title) of the database-side guard's event triggers."""
+    enabled = [name for name, on in triggers if on]
+    disabled = [name for name, on in triggers if not on]
+    if disabled:
+        return "bad", f"{len(disabled)} disabled", ", ".join(disabled) + ": " + _SCAN_ONLY
+    if enabled:
+        return "ok", f"installed ({len(enabled)})", ", ".join(enabled)
+    return "warn", "not installed", _SCAN_ONLY
 
 
 def _item(state: str, label: str, value: str, title: str | None = None) -> Html:

@@ -323,3 +323,38 @@ def test_a_blocked_catalog_read_times_out_and_the_listener_goes_on(console: Serv
         assert time.monotonic() - started < 5
         assert console.get("/healthz")[0] == 200
     assert console.get("/console/")[0] == 200  # lock released: the same connection reads again
+
+
+def test_health_strip_sees_the_catalogs_event_triggers(
+    pg: EmbeddedPostgres, serve: Callable[..., Served]
+) -> None:
+    """Event triggers whose function is the catalog's: the database-side guard's, as a superuser
+    (or a managed service's admin role) installs them."""
+    database = "console_triggers_t"
+    pg.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    pg.execute(f"CREATE DATABASE {database} OWNER alice")
+    try:
+        url = pg.url(database, user="alice", password=ALICE_PASSWORD)
+        with psycopg.connect(url, autocommit=True) as conn:
+            install_sync(conn)
+        served = serve(url)
+
+        def strip() -> str:
+            found = re.search(r'<ul class="health" id="health">.*?</ul>', served.get("/console/")[2])
+            assert found is not None
+            return Page(found.group(0)).text
+
+        assert "event triggers not installed" in strip()
+        with pg.connect(database) as admin:
+            admin.execute(
+                "CREATE FUNCTION electric._console_t() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END'"
+            )
+            admin.execute(
+                "CREATE EVENT TRIGGER console_t_end ON ddl_command_end EXECUTE FUNCTION electric._console_t()"
+            )
+        assert "event triggers installed (1)" in strip()
+        with pg.connect(database) as admin:
+            admin.execute("ALTER EVENT TRIGGER console_t_end DISABLE")
+        assert "event triggers 1 disabled" in strip()
+    finally:
+        pg.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

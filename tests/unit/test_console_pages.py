@@ -424,6 +424,15 @@ def test_drift_page_in_sync_and_unavailable() -> None:
         ),
         ({"catalog_version": None}, ["no catalog installed"]),
         ({"connected_hosts": 2}, ["web-1:4321; connected now from 2 host(s)"]),
+        (
+            {
+                "event_triggers": [
+                    ("electric_guard_sql_drop", False),
+                    ("electric_guard_ddl_command_end", True),
+                ]
+            },
+            ["event triggers 1 disabled"],
+        ),
         ({"reachable": False, "error": "connection refused"}, ["unreachable"]),
     ],
 )
