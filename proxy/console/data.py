@@ -5,8 +5,8 @@ The migration page and the schema pages go through proxy/catalog/store.py, the f
 have no store function and are plain read-only queries of the catalog's tables here: the
 timeline (store.history() returns every migration with its statements; a page of 10,000
 migrations must not read them all), the drift tables (drift_events, drift_acceptances) and the
-health strip. They run as the upstream URL's role, like the CLI, and name every object with its
-schema; the caller's connection pins `search_path` (app.py).
+health strip. They run as the upstream URL's role, like the CLI, name every object with its
+schema, and pin `search_path` to pg_catalog for their transaction, as store.py's reads do.
 
 Every function takes the connection and the catalog schema and returns plain values; pages.py
 turns them into HTML. Times are ISO 8601 strings, as in the CLI's `--json`.
@@ -34,7 +34,7 @@ MAX_PER_PAGE: Final = 500
 ACCEPTED_SHOWN: Final = 200  # the most recent accepted drift rows on the drift page
 INSTANCES_WINDOW: Final = "24 hours"  # "proxy instances seen recently"
 _PIN_SEARCH_PATH: Final = b"SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
-# A migration id padded so that it cannot be taken for a version: see migration().
+# A migration id padded so that it cannot be taken for a version: see migration_ref().
 _ID_WIDTH: Final = 24
 
 Conn = psycopg.Connection[Any]
