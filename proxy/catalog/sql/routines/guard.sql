@@ -40,8 +40,8 @@
 -- SECURITY
 --   The trigger functions themselves run as the role that ran the DDL (so current_user is that
 --   role, for the log) and only call the two SECURITY DEFINER entry points, which alone write
---   the log and the shapes. Those two are executable by PUBLIC, as the trigger functions must
---   call them as the DDL's role; called anywhere but inside an event trigger they fail at once
+--   the log and the shapes. Those two are executable by PUBLIC, as the trigger functions call
+--   them as the DDL's role; called anywhere but inside an event trigger they fail at once
 --   (pg_event_trigger_ddl_commands() and pg_event_trigger_dropped_objects() refuse to run
 --   elsewhere), so nobody can write log rows or shapes by calling them.
 
@@ -576,9 +576,12 @@ BEGIN
 END
 $$;
 
--- Privileges (see SECURITY above): nothing for PUBLIC but the two entry points and the trigger
--- functions, which are only useful inside an event trigger.
+-- Privileges (see SECURITY above): nothing for PUBLIC but the two entry points, which are only
+-- useful inside an event trigger. (Postgres checks no EXECUTE privilege when an event trigger
+-- runs its function, but the function's calls are checked as the DDL's role.)
 REVOKE ALL ON FUNCTION
+    @extschema@._guard_on_ddl_command_end(),
+    @extschema@._guard_on_sql_drop(),
     @extschema@._guard_shape(oid),
     @extschema@._guard_deps(oid),
     @extschema@._guard_remember(oid),
@@ -594,7 +597,5 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     @extschema@._guard_ddl_command_end(name, text),
-    @extschema@._guard_sql_drop(name, text),
-    @extschema@._guard_on_ddl_command_end(),
-    @extschema@._guard_on_sql_drop()
+    @extschema@._guard_sql_drop(name, text)
 TO PUBLIC;
