@@ -255,6 +255,8 @@ def test_typed_table_drop_attribute_cascade(client: Conn, direct: Conn) -> None:
     before = shape(direct, t)
     diag = refused_by_database(client, f"ALTER TYPE comp_{t} DROP ATTRIBUTE title CASCADE", "EX010")
     assert diag.column_name == "title"
+    refused_by_database(client, f"ALTER TYPE comp_{t} RENAME ATTRIBUTE title TO heading CASCADE", "EX008")
+    refused_by_database(client, f"ALTER TYPE comp_{t} ALTER ATTRIBUTE title TYPE varchar CASCADE", "EX009")
     assert shape(direct, t) == before
 
 

@@ -127,6 +127,9 @@ AS $$
             SELECT c.oid AS dep FROM pg_class c WHERE c.oid = table_oid
             UNION ALL SELECT c.relnamespace FROM pg_class c WHERE c.oid = table_oid
             UNION ALL SELECT c.reloftype FROM pg_class c WHERE c.oid = table_oid
+            -- ALTER TYPE ... ATTRIBUTE reports the composite type's pg_class row.
+            UNION ALL
+            SELECT t.typrelid FROM pg_class c JOIN pg_type t ON t.oid = c.reloftype WHERE c.oid = table_oid
             UNION ALL SELECT a.relid FROM ancestors a
             UNION ALL
             SELECT unnest(ARRAY[a.atttypid, t.typnamespace, a.attcollation])
@@ -455,8 +458,8 @@ CREATE OR REPLACE FUNCTION @extschema@._guard_ddl_command_end(invoker name, tag 
 AS $$
 DECLARE
     this_txid xid8 := pg_current_xact_id();
-    query text := current_query();
-    query_hash bigint := hashtextextended(current_query(), 0);
+    query text := COALESCE(current_query(), '');
+    query_hash bigint := hashtextextended(query, 0);
     collected bigint;
     classes text[];
     objects oid[];
@@ -493,7 +496,7 @@ BEGIN
         RETURN;  -- temporary objects only
     END IF;
     INSERT INTO @extschema@.ddl_statements (txid, hash, statement)
-    VALUES (this_txid, query_hash, COALESCE(query, ''))
+    VALUES (this_txid, query_hash, query)
     ON CONFLICT DO NOTHING;
     PERFORM pg_notify('electric_ddl', this_txid::text);
 
@@ -524,7 +527,8 @@ CREATE OR REPLACE FUNCTION @extschema@._guard_sql_drop(invoker name, tag text)
 AS $$
 DECLARE
     this_txid xid8 := pg_current_xact_id();
-    query_hash bigint := hashtextextended(current_query(), 0);
+    query text := COALESCE(current_query(), '');
+    query_hash bigint := hashtextextended(query, 0);
     logged_count bigint;
     objects oid[];
 BEGIN
@@ -546,7 +550,7 @@ BEGIN
 
     IF logged_count > 0 THEN
         INSERT INTO @extschema@.ddl_statements (txid, hash, statement)
-        VALUES (this_txid, query_hash, COALESCE(current_query(), ''))
+        VALUES (this_txid, query_hash, query)
         ON CONFLICT DO NOTHING;
         PERFORM pg_notify('electric_ddl', this_txid::text);
     END IF;
