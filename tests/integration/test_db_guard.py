@@ -300,6 +300,13 @@ def test_replica_role_does_not_switch_the_guard_off(superuser: Conn, direct: Con
     assert shape(direct, t) == before
 
 
+def test_any_client_encoding(client: Conn, direct: Conn) -> None:
+    t = electrify(direct, unique("latin"))
+    client.execute("SET client_encoding = 'LATIN1'")  # the accent below is then one byte, not UTF-8
+    refused_by_database(client, f"DO $$ BEGIN ALTER TABLE {t} DROP COLUMN title; END $$ -- café", "EX010")
+    assert "title" in " ".join(shape_columns(direct, t))
+
+
 def test_refusal_fails_the_transaction(client: Conn, direct: Conn) -> None:
     t = electrify(direct, unique("tx"))
     client.execute("BEGIN")
