@@ -292,6 +292,23 @@ def test_schema_rename_is_refused(client: Conn, direct: Conn) -> None:
     assert direct.execute("SELECT to_regnamespace(%s) IS NOT NULL", (schema,)).fetchone() == (True,)
 
 
+def test_drop_schema_cascade_same_error_as_the_text_guard(
+    client: Conn, direct: Conn, guard_proxy: RunningProxy
+) -> None:
+    schema = unique("dropped")
+    direct.execute(f"CREATE SCHEMA {schema}")
+    direct.execute(f"CREATE TABLE {schema}.items (id uuid PRIMARY KEY)")
+    direct.execute("CALL electric.electrify(%s, %s)", (schema, "items"))
+    guard_proxy.catalog_sees(lambda snap: snap.is_electrified(schema, "items"), database=DB)
+    with pytest.raises(psycopg.Error) as by_proxy:
+        client.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pytest.raises(psycopg.Error) as by_database:
+        direct.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert GUARD_CONTEXT in (by_database.value.diag.context or "")
+    assert error_fields(by_database.value) == error_fields(by_proxy.value)
+    assert direct.execute("SELECT to_regclass(%s)", (f"{schema}.items",)).fetchone() != (None,)
+
+
 def test_replica_role_does_not_switch_the_guard_off(superuser: Conn, direct: Conn) -> None:
     t = electrify(direct, unique("replica"))
     before = shape(direct, t)

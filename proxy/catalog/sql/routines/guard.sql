@@ -215,6 +215,16 @@ DECLARE
     o record;
     n record;
 BEGIN
+    IF live IS NULL AND NOT EXISTS (SELECT FROM pg_namespace ns WHERE ns.oid = (old ->> 'nsp')::oid) THEN
+        RAISE EXCEPTION USING  -- DROP SCHEMA ... CASCADE (or DROP OWNED of the schema's owner)
+            ERRCODE = 'EX004',
+            MESSAGE = format('Cannot drop schema %s because it contains electrified tables',
+                             @extschema@._quoted(s)),
+            DETAIL = 'DROP SCHEMA ... CASCADE would drop its electrified tables. Electric currently only '
+                     'supports additive migrations (ADD COLUMN, ADD INDEX) on electrified tables.',
+            HINT = 'Electrified tables cannot be dropped.',
+            SCHEMA = s;
+    END IF;
     IF live IS NULL THEN
         PERFORM @extschema@._guard_refuse('EX004', format('Cannot drop electrified table %s', label), s, t,
             'Electrified tables cannot be dropped; stop using the table instead.');
@@ -459,62 +469,63 @@ AS $$
 DECLARE
     this_txid xid8 := pg_current_xact_id();
     query text := COALESCE(current_query(), '');
-    query_hash bigint := hashtextextended(query, 0);
-    collected bigint;
+    -- A long query string (a whole migration sent as one Query) is hashed by its length and
+    -- first 4 kB: hashing all of it for each of its commands would cost more than the rest.
+    query_hash bigint := CASE WHEN octet_length(query) <= 4096 THEN hashtextextended(query, 0)
+                              ELSE hashtextextended(octet_length(query)::text || left(query, 4096), 0) END;
+    logged bigint;
+    everything boolean := false;
     classes text[];
     objects oid[];
     candidates oid[];
 BEGIN
-    WITH command AS MATERIALIZED (
-        SELECT * FROM pg_event_trigger_ddl_commands()
-    ), logged AS (
-        INSERT INTO @extschema@.ddl_log (
-            txid, pid, role_name, session_role, application_name, client_addr, event, command_tag,
-            object_type, object_identity, classid, objid, objsubid, in_extension, statement_hash)
-        SELECT this_txid, pg_backend_pid(), invoker, session_user, current_setting('application_name'),
-               inet_client_addr(), 'ddl_command_end', c.command_tag, c.object_type, c.object_identity,
-               c.classid, c.objid, c.objsubid, c.in_extension, query_hash
-          FROM command c
-         WHERE c.schema_name IS DISTINCT FROM 'pg_temp'
-        RETURNING ddl_log.classid, ddl_log.objid
-    )
-    SELECT (SELECT count(*) FROM command),
-           (SELECT array_agg(l.classid::regclass::text) FROM logged l),
-           (SELECT array_agg(l.objid) FROM logged l)
-      INTO collected, classes, objects;
-
-    IF collected = 0 AND tag NOT LIKE 'DROP%' THEN
-        -- A command that collected nothing (DROPs are logged by sql_drop): one row for its tag.
+    INSERT INTO @extschema@.ddl_log (
+        txid, pid, role_name, session_role, application_name, client_addr, event, command_tag,
+        object_type, object_identity, classid, objid, objsubid, in_extension, statement_hash)
+    SELECT this_txid, pg_backend_pid(), invoker, session_user, current_setting('application_name'),
+           inet_client_addr(), 'ddl_command_end', c.command_tag, c.object_type, c.object_identity,
+           c.classid, c.objid, c.objsubid, c.in_extension, query_hash
+      FROM pg_event_trigger_ddl_commands() c
+     WHERE c.schema_name IS DISTINCT FROM 'pg_temp';
+    GET DIAGNOSTICS logged = ROW_COUNT;
+    IF logged = 0 THEN
+        IF tag LIKE 'DROP%' OR EXISTS (SELECT FROM pg_event_trigger_ddl_commands()) THEN
+            RETURN;  -- DROPs are logged by sql_drop; the rest touched temporary objects only
+        END IF;
+        -- A command that collected nothing: one row for its tag, and no telling what it touched.
         INSERT INTO @extschema@.ddl_log (
             txid, pid, role_name, session_role, application_name, client_addr, event, command_tag,
             statement_hash)
         VALUES (this_txid, pg_backend_pid(), invoker, session_user, current_setting('application_name'),
                 inet_client_addr(), 'ddl_command_end', tag, query_hash);
-        classes := ARRAY[NULL];
-    END IF;
-    IF classes IS NULL THEN
-        RETURN;  -- temporary objects only
+        everything := true;
     END IF;
     INSERT INTO @extschema@.ddl_statements (txid, hash, statement)
     VALUES (this_txid, query_hash, query)
     ON CONFLICT DO NOTHING;
     PERFORM pg_notify('electric_ddl', this_txid::text);
 
-    IF objects IS NULL OR NOT EXISTS (SELECT FROM @extschema@.guard_shapes) THEN
+    IF NOT EXISTS (SELECT FROM @extschema@.guard_shapes) THEN
         RETURN;
     END IF;
-    IF EXISTS (
+    SELECT array_agg(c.classid::regclass::text), array_agg(c.objid)
+      INTO classes, objects
+      FROM pg_event_trigger_ddl_commands() c
+     WHERE c.schema_name IS DISTINCT FROM 'pg_temp' AND c.classid IS NOT NULL;  -- GRANT has none
+    IF everything OR EXISTS (
         SELECT FROM unnest(classes) k
          WHERE k <> ALL (@extschema@._guard_harmless_catalogs())
            AND k <> ALL (@extschema@._guard_mapped_catalogs())
     ) THEN
         candidates := ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s);
-    ELSE
+    ELSIF objects IS NOT NULL THEN
         candidates := ARRAY(
             SELECT s.relid FROM @extschema@.guard_shapes s
              WHERE s.deps && objects
                 OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = s.relid AND i.inhparent = ANY (objects))
         );
+    ELSE
+        RETURN;
     END IF;
     PERFORM @extschema@._guard_check(candidates, tag);
 END
@@ -528,7 +539,8 @@ AS $$
 DECLARE
     this_txid xid8 := pg_current_xact_id();
     query text := COALESCE(current_query(), '');
-    query_hash bigint := hashtextextended(query, 0);
+    query_hash bigint := CASE WHEN octet_length(query) <= 4096 THEN hashtextextended(query, 0)
+                              ELSE hashtextextended(octet_length(query)::text || left(query, 4096), 0) END;
     logged_count bigint;
     objects oid[];
 BEGIN

@@ -41,7 +41,9 @@ CREATE INDEX IF NOT EXISTS ddl_log_txid ON @extschema@.ddl_log (txid);
 
 CREATE TABLE IF NOT EXISTS @extschema@.ddl_statements (
     txid xid8 NOT NULL,
-    hash bigint NOT NULL,  -- hashtextextended(statement, 0)
+    -- hashtextextended(statement, 0); beyond 4 kB, of its length in bytes and its first 4 kB.
+    -- Two query strings of one transaction alike in both keep the first one's text.
+    hash bigint NOT NULL,
     statement text NOT NULL,
     PRIMARY KEY (txid, hash)
 );
