@@ -20,3 +20,6 @@ ALTER EVENT TRIGGER @extschema@_guard_sql_drop ENABLE ALWAYS;
 
 -- Shapes stored while the triggers were absent may be stale: start from the live tables.
 SELECT @extschema@._guard_rebaseline();
+
+-- Proxies already running reload their snapshot, which now says the guard is active.
+SELECT @extschema@._notify('guard', NULL, NULL, NULL);
