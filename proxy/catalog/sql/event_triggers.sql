@@ -10,16 +10,16 @@ DROP EVENT TRIGGER IF EXISTS @extschema@_guard_ddl_command_end;
 DROP EVENT TRIGGER IF EXISTS @extschema@_guard_sql_drop;
 
 CREATE EVENT TRIGGER @extschema@_guard_ddl_command_end ON ddl_command_end
-    EXECUTE FUNCTION @extschema@._guard_on_ddl_command_end();
+    EXECUTE FUNCTION @extschema@._ddlguard_on_ddl_command_end();
 CREATE EVENT TRIGGER @extschema@_guard_sql_drop ON sql_drop
-    EXECUTE FUNCTION @extschema@._guard_on_sql_drop();
+    EXECUTE FUNCTION @extschema@._ddlguard_on_sql_drop();
 
 -- ALWAYS: `SET session_replication_role = replica` must not switch the guard off.
 ALTER EVENT TRIGGER @extschema@_guard_ddl_command_end ENABLE ALWAYS;
 ALTER EVENT TRIGGER @extschema@_guard_sql_drop ENABLE ALWAYS;
 
 -- Shapes stored while the triggers were absent may be stale: start from the live tables.
-SELECT @extschema@._guard_rebaseline();
+SELECT @extschema@._ddlguard_rebaseline();
 
 -- Proxies already running reload their snapshot, which now says the guard is active.
 SELECT @extschema@._notify('guard', NULL, NULL, NULL);

@@ -18,7 +18,7 @@
 --   deferrability, and the definition of CHECK / UNIQUE / EXCLUDE). _electrify stores it;
 --   _disable's DELETE cascades to it, so a table un-electrified earlier in the transaction is
 --   free. After a DDL, a live shape equal to the stored one costs nothing more; a different
---   one is judged by _guard_judge: what proxy/ddl/rules.py allows (a new column of a supported
+--   one is judged by _ddlguard_judge: what proxy/ddl/rules.py allows (a new column of a supported
 --   built-in type without DEFAULT, identity or generated value and without constraints other
 --   than NOT NULL; indexes; owner, triggers, storage and statistics, which are not in the
 --   shape; an enum gaining a plain-word label) is stored as the new shape, in the same
@@ -48,7 +48,7 @@
 -- ---------------------------------------------------------------------------------------------
 -- Shapes
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_shape(table_oid oid)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_shape(table_oid oid)
     RETURNS jsonb
     LANGUAGE sql STABLE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -112,7 +112,7 @@ AS $$
 $$;
 
 -- The OIDs whose change may change the table's shape.
-CREATE OR REPLACE FUNCTION @extschema@._guard_deps(table_oid oid)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_deps(table_oid oid)
     RETURNS oid[]
     LANGUAGE sql STABLE
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -146,24 +146,24 @@ AS $$
     )
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_remember(table_oid oid)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_remember(table_oid oid)
     RETURNS void
     LANGUAGE sql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO @extschema@.guard_shapes (relid, shape, deps)
-    VALUES (table_oid, @extschema@._guard_shape(table_oid), @extschema@._guard_deps(table_oid))
+    VALUES (table_oid, @extschema@._ddlguard_shape(table_oid), @extschema@._ddlguard_deps(table_oid))
     ON CONFLICT (relid) DO UPDATE SET shape = EXCLUDED.shape, deps = EXCLUDED.deps
 $$;
 
 -- Every electrified table from its live definition: what the guard starts from when its
 -- triggers are created (shapes kept while they were absent or disabled may be stale).
-CREATE OR REPLACE FUNCTION @extschema@._guard_rebaseline()
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_rebaseline()
     RETURNS void
     LANGUAGE sql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT @extschema@._guard_remember(e.relid)
+    SELECT @extschema@._ddlguard_remember(e.relid)
       FROM @extschema@.electrified e
       JOIN pg_class c ON c.oid = e.relid;
     DELETE FROM @extschema@.guard_shapes s
@@ -173,7 +173,7 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Judging a changed shape: the codes and texts of proxy/ddl/rules.py.
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_refuse(
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_refuse(
     code text, message text, schema_name text, table_name text, hint text, column_name text DEFAULT NULL
 )
     RETURNS void
@@ -198,7 +198,7 @@ END
 $$;
 
 -- Raises unless `old` may become `live` (NULL: the table is gone). `tag` is the command's tag.
-CREATE OR REPLACE FUNCTION @extschema@._guard_judge(old jsonb, live jsonb, tag text)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_judge(old jsonb, live jsonb, tag text)
     RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -226,11 +226,11 @@ BEGIN
             SCHEMA = s;
     END IF;
     IF live IS NULL THEN
-        PERFORM @extschema@._guard_refuse('EX004', format('Cannot drop electrified table %s', label), s, t,
+        PERFORM @extschema@._ddlguard_refuse('EX004', format('Cannot drop electrified table %s', label), s, t,
             'Electrified tables cannot be dropped; stop using the table instead.');
     END IF;
     IF live -> 'nsp' <> old -> 'nsp' THEN
-        PERFORM @extschema@._guard_refuse('EX002',
+        PERFORM @extschema@._ddlguard_refuse('EX002',
             format('Cannot move electrified table %s to another schema', label), s, t,
             'Create a new table in the other schema instead.');
     END IF;
@@ -245,75 +245,75 @@ BEGIN
             SCHEMA = s;
     END IF;
     IF live ->> 'name' <> t THEN
-        PERFORM @extschema@._guard_refuse('EX002', format('Cannot rename electrified table %s', label), s, t,
+        PERFORM @extschema@._ddlguard_refuse('EX002', format('Cannot rename electrified table %s', label), s, t,
             'Create a new table under the new name instead.');
     END IF;
     IF live -> 'partition' <> old -> 'partition' THEN
-        PERFORM @extschema@._guard_refuse('EX007',
+        PERFORM @extschema@._ddlguard_refuse('EX007',
             format('Cannot attach or detach electrified table %s as a partition', label), s, t, allowed_hint);
     END IF;
     IF (live -> 'parents', live -> 'kind', live -> 'persistence', live -> 'replident', live -> 'oftype')
        IS DISTINCT FROM (old -> 'parents', old -> 'kind', old -> 'persistence', old -> 'replident', old -> 'oftype')
     THEN
-        PERFORM @extschema@._guard_refuse('EX007', table_level, s, t, allowed_hint);
+        PERFORM @extschema@._ddlguard_refuse('EX007', table_level, s, t, allowed_hint);
     END IF;
 
-    FOR o IN SELECT * FROM @extschema@._guard_columns(old) LOOP
-        SELECT * INTO n FROM @extschema@._guard_columns(live) c WHERE c.num = o.num;
+    FOR o IN SELECT * FROM @extschema@._ddlguard_columns(old) LOOP
+        SELECT * INTO n FROM @extschema@._ddlguard_columns(live) c WHERE c.num = o.num;
         IF NOT FOUND THEN
-            PERFORM @extschema@._guard_refuse('EX010',
+            PERFORM @extschema@._ddlguard_refuse('EX010',
                 format('Cannot drop column %s of electrified table %s', @extschema@._quoted(o.name), label),
                 s, t, 'Stop using the column instead of dropping it.', o.name);
         END IF;
         IF n.name <> o.name THEN
-            PERFORM @extschema@._guard_refuse('EX008',
+            PERFORM @extschema@._ddlguard_refuse('EX008',
                 format('Cannot rename column %s of electrified table %s', @extschema@._quoted(o.name), label),
                 s, t, 'Add a new column under the new name instead.', o.name);
         END IF;
         IF (n.type, n.typmod, n.coll) IS DISTINCT FROM (o.type, o.typmod, o.coll) THEN
-            PERFORM @extschema@._guard_refuse('EX009',
+            PERFORM @extschema@._ddlguard_refuse('EX009',
                 format('Cannot change type of column %s of electrified table %s', @extschema@._quoted(o.name), label),
                 s, t, 'Add a new column of the new type and copy the data into it instead.', o.name);
         END IF;
         IF n.typename <> o.typename THEN
-            PERFORM @extschema@._guard_refuse('EX009',
+            PERFORM @extschema@._ddlguard_refuse('EX009',
                 format('Cannot change type of column %s of electrified table %s', @extschema@._quoted(o.name), label),
                 s, t, format('The column''s type %s was renamed or moved to %s; types of electrified columns '
                              'keep their names.', o.typename, n.typename), o.name);
         END IF;
         IF n.labels IS DISTINCT FROM o.labels THEN
             IF NOT n.labels @> o.labels THEN
-                PERFORM @extschema@._guard_refuse('EX009',
+                PERFORM @extschema@._ddlguard_refuse('EX009',
                     format('Cannot change type of column %s of electrified table %s', @extschema@._quoted(o.name), label),
                     s, t, format('Enum type %s lost or renamed a label; an electrified column''s enum may only '
                                  'gain labels.', o.typename), o.name);
             END IF;
             IF EXISTS (SELECT FROM jsonb_array_elements_text(n.labels) l WHERE l !~* '^[a-z][a-z_0-9]*$') THEN
-                PERFORM @extschema@._guard_refuse('EX005',
+                PERFORM @extschema@._ddlguard_refuse('EX005',
                     format('Cannot electrify column of type %s', @extschema@._quoted(o.typename)),
                     s, t, 'Enum labels of electrified columns must be plain words.', o.name);
             END IF;
         END IF;
         IF (n.nonnull, n.hasdef, n.identity, n.generated) IS DISTINCT FROM (o.nonnull, o.hasdef, o.identity, o.generated)
         THEN
-            PERFORM @extschema@._guard_refuse('EX007',
+            PERFORM @extschema@._ddlguard_refuse('EX007',
                 format('Cannot alter column %s of electrified table %s', @extschema@._quoted(o.name), label),
                 s, t, allowed_hint, o.name);
         END IF;
     END LOOP;
 
-    PERFORM @extschema@._guard_judge_constraints(old, live, tag, s, t, allowed_hint, table_level);
+    PERFORM @extschema@._ddlguard_judge_constraints(old, live, tag, s, t, allowed_hint, table_level);
 
     FOR n IN
-        SELECT * FROM @extschema@._guard_columns(live) c
-         WHERE c.num NOT IN (SELECT x.num FROM @extschema@._guard_columns(old) x)
+        SELECT * FROM @extschema@._ddlguard_columns(live) c
+         WHERE c.num NOT IN (SELECT x.num FROM @extschema@._ddlguard_columns(old) x)
     LOOP
         IF n.typmod <> -1 OR NOT EXISTS (
             SELECT FROM pg_type ty
              WHERE ty.oid = n.type AND ty.typnamespace = 'pg_catalog'::regnamespace
                AND ty.typname = ANY (@extschema@._supported_types())
         ) THEN
-            PERFORM @extschema@._guard_refuse('EX005',
+            PERFORM @extschema@._ddlguard_refuse('EX005',
                 format('Cannot electrify column of type %s',
                        @extschema@._quoted(@extschema@._type_label(n.type, n.typmod))),
                 s, t, 'Supported column types (unsized, not arrays): '
@@ -321,18 +321,18 @@ BEGIN
         END IF;
         -- Generated columns have a pg_attrdef row too: GENERATED before DEFAULT, as in rules.py.
         IF n.identity <> '' OR n.generated <> '' THEN
-            PERFORM @extschema@._guard_refuse('EX011', 'Cannot electrify column with GENERATED constraint', s, t,
+            PERFORM @extschema@._ddlguard_refuse('EX011', 'Cannot electrify column with GENERATED constraint', s, t,
                 'A column added to an electrified table may only be declared NULL or NOT NULL.', n.name);
         END IF;
         IF n.hasdef THEN
-            PERFORM @extschema@._guard_refuse('EX006', 'Cannot electrify column with DEFAULT clause', s, t,
+            PERFORM @extschema@._ddlguard_refuse('EX006', 'Cannot electrify column with DEFAULT clause', s, t,
                 'Add the column without a DEFAULT, then fill it with UPDATE.', n.name);
         END IF;
     END LOOP;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_columns(shape jsonb)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_columns(shape jsonb)
     RETURNS TABLE (
         num integer, name text, type oid, typmod integer, typename text, coll oid,
         nonnull boolean, hasdef boolean, identity text, generated text, labels jsonb
@@ -349,7 +349,7 @@ AS $$
      ORDER BY x.num
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_constraints(shape jsonb)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_constraints(shape jsonb)
     RETURNS TABLE (name text, type text, key jsonb, body jsonb)
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -357,7 +357,7 @@ AS $$
     SELECT k ->> 'name', k ->> 'type', k -> 'key', k FROM jsonb_array_elements(shape -> 'constraints') k
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_judge_constraints(
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_judge_constraints(
     old jsonb, live jsonb, tag text, s text, t text, allowed_hint text, table_level text
 )
     RETURNS void
@@ -366,52 +366,52 @@ CREATE OR REPLACE FUNCTION @extschema@._guard_judge_constraints(
 AS $$
 DECLARE
     label text := @extschema@._qualified(s, t);
-    old_columns jsonb := (SELECT jsonb_agg(c.num) FROM @extschema@._guard_columns(old) c);
+    old_columns jsonb := (SELECT jsonb_agg(c.num) FROM @extschema@._ddlguard_columns(old) c);
     k record;
     renamed record;
     first_column text;
 BEGIN
-    FOR k IN SELECT * FROM @extschema@._guard_constraints(old) ORDER BY name LOOP
-        CONTINUE WHEN EXISTS (SELECT FROM @extschema@._guard_constraints(live) x WHERE x.body = k.body);
-        SELECT * INTO renamed FROM @extschema@._guard_constraints(live) x
+    FOR k IN SELECT * FROM @extschema@._ddlguard_constraints(old) ORDER BY name LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM @extschema@._ddlguard_constraints(live) x WHERE x.body = k.body);
+        SELECT * INTO renamed FROM @extschema@._ddlguard_constraints(live) x
          WHERE x.body - 'name' = k.body - 'name'
-           AND x.name NOT IN (SELECT y.name FROM @extschema@._guard_constraints(old) y);
+           AND x.name NOT IN (SELECT y.name FROM @extschema@._ddlguard_constraints(old) y);
         IF FOUND AND tag = 'ALTER INDEX' THEN  -- the constraint's index renamed: rules.py's EX003
-            PERFORM @extschema@._guard_refuse('EX003',
+            PERFORM @extschema@._ddlguard_refuse('EX003',
                 format('Cannot rename property of electrified table %s', label), s, t, allowed_hint);
         ELSIF FOUND THEN
-            PERFORM @extschema@._guard_refuse('EX012',
+            PERFORM @extschema@._ddlguard_refuse('EX012',
                 format('Cannot rename constraint %s of electrified table %s', @extschema@._quoted(k.name), label),
                 s, t, allowed_hint);
         END IF;
-        PERFORM @extschema@._guard_refuse('EX007', table_level, s, t, allowed_hint);
+        PERFORM @extschema@._ddlguard_refuse('EX007', table_level, s, t, allowed_hint);
     END LOOP;
 
     FOR k IN
-        SELECT * FROM @extschema@._guard_constraints(live) x
-         WHERE x.name NOT IN (SELECT y.name FROM @extschema@._guard_constraints(old) y)
+        SELECT * FROM @extschema@._ddlguard_constraints(live) x
+         WHERE x.name NOT IN (SELECT y.name FROM @extschema@._ddlguard_constraints(old) y)
          ORDER BY x.name
     LOOP
         -- On new columns only: the column's definition carried it, rules.py's EX011.
         IF NOT EXISTS (
             SELECT FROM jsonb_array_elements(k.key) c WHERE old_columns @> jsonb_build_array(c)
         ) THEN
-            SELECT c.name INTO first_column FROM @extschema@._guard_columns(live) c
+            SELECT c.name INTO first_column FROM @extschema@._ddlguard_columns(live) c
              WHERE c.num = (k.key ->> 0)::integer;
-            PERFORM @extschema@._guard_refuse('EX011',
+            PERFORM @extschema@._ddlguard_refuse('EX011',
                 format('Cannot electrify column with %s constraint',
                        CASE k.type WHEN 'c' THEN 'CHECK' WHEN 'u' THEN 'UNIQUE' WHEN 'p' THEN 'PRIMARY KEY'
                                    WHEN 'f' THEN 'FOREIGN KEY' ELSE 'EXCLUDE' END),
                 s, t, 'A column added to an electrified table may only be declared NULL or NOT NULL.',
                 first_column);
         END IF;
-        PERFORM @extschema@._guard_refuse('EX007', table_level, s, t, allowed_hint);
+        PERFORM @extschema@._ddlguard_refuse('EX007', table_level, s, t, allowed_hint);
     END LOOP;
 END
 $$;
 
 -- Compare the candidate tables with their shapes; store the allowed changes.
-CREATE OR REPLACE FUNCTION @extschema@._guard_check(candidates oid[], tag text)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_check(candidates oid[], tag text)
     RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -423,18 +423,18 @@ BEGIN
     FOR r IN
         SELECT s.relid, s.shape FROM @extschema@.guard_shapes s WHERE s.relid = ANY (candidates) ORDER BY s.relid
     LOOP
-        live := @extschema@._guard_shape(r.relid);
+        live := @extschema@._ddlguard_shape(r.relid);
         CONTINUE WHEN live = r.shape;  -- NULL (the table is gone) goes on to the judge
-        PERFORM @extschema@._guard_judge(r.shape, live, tag);
+        PERFORM @extschema@._ddlguard_judge(r.shape, live, tag);
         UPDATE @extschema@.guard_shapes s
-           SET shape = live, deps = @extschema@._guard_deps(r.relid)
+           SET shape = live, deps = @extschema@._ddlguard_deps(r.relid)
          WHERE s.relid = r.relid;
     END LOOP;
 END
 $$;
 
 -- Catalogs whose objects cannot change a table's shape: a command on one of them compares nothing.
-CREATE OR REPLACE FUNCTION @extschema@._guard_harmless_catalogs()
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_harmless_catalogs()
     RETURNS text[]
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -450,7 +450,7 @@ AS $$
 $$;
 
 -- Catalogs whose objects are matched against guard_shapes.deps; the rest compare every table.
-CREATE OR REPLACE FUNCTION @extschema@._guard_mapped_catalogs()
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_mapped_catalogs()
     RETURNS text[]
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
@@ -461,7 +461,7 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- The event trigger entry points (SECURITY DEFINER: they write the log and the shapes).
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_ddl_command_end(invoker name, tag text)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_ddl_command_end(invoker name, tag text)
     RETURNS void
     LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -514,8 +514,8 @@ BEGIN
      WHERE c.schema_name IS DISTINCT FROM 'pg_temp' AND c.classid IS NOT NULL;  -- GRANT has none
     IF everything OR EXISTS (
         SELECT FROM unnest(classes) k
-         WHERE k <> ALL (@extschema@._guard_harmless_catalogs())
-           AND k <> ALL (@extschema@._guard_mapped_catalogs())
+         WHERE k <> ALL (@extschema@._ddlguard_harmless_catalogs())
+           AND k <> ALL (@extschema@._ddlguard_mapped_catalogs())
     ) THEN
         candidates := ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s);
     ELSIF objects IS NOT NULL THEN
@@ -527,11 +527,11 @@ BEGIN
     ELSE
         RETURN;
     END IF;
-    PERFORM @extschema@._guard_check(candidates, tag);
+    PERFORM @extschema@._ddlguard_check(candidates, tag);
 END
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_sql_drop(invoker name, tag text)
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_sql_drop(invoker name, tag text)
     RETURNS void
     LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -567,28 +567,28 @@ BEGIN
         PERFORM pg_notify('electric_ddl', this_txid::text);
     END IF;
     IF objects IS NOT NULL THEN
-        PERFORM @extschema@._guard_check(
+        PERFORM @extschema@._ddlguard_check(
             ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s WHERE s.deps && objects), tag);
     END IF;
 END
 $$;
 
 -- The functions the event triggers run: as the DDL's role, so that current_user is its own.
-CREATE OR REPLACE FUNCTION @extschema@._guard_on_ddl_command_end()
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_on_ddl_command_end()
     RETURNS event_trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM @extschema@._guard_ddl_command_end(current_user, tg_tag);
+    PERFORM @extschema@._ddlguard_ddl_command_end(current_user, tg_tag);
 END
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@._guard_on_sql_drop()
+CREATE OR REPLACE FUNCTION @extschema@._ddlguard_on_sql_drop()
     RETURNS event_trigger
     LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM @extschema@._guard_sql_drop(current_user, tg_tag);
+    PERFORM @extschema@._ddlguard_sql_drop(current_user, tg_tag);
 END
 $$;
 
@@ -596,22 +596,22 @@ $$;
 -- useful inside an event trigger. (Postgres checks no EXECUTE privilege when an event trigger
 -- runs its function, but the function's calls are checked as the DDL's role.)
 REVOKE ALL ON FUNCTION
-    @extschema@._guard_on_ddl_command_end(),
-    @extschema@._guard_on_sql_drop(),
-    @extschema@._guard_shape(oid),
-    @extschema@._guard_deps(oid),
-    @extschema@._guard_remember(oid),
-    @extschema@._guard_rebaseline(),
-    @extschema@._guard_refuse(text, text, text, text, text, text),
-    @extschema@._guard_judge(jsonb, jsonb, text),
-    @extschema@._guard_columns(jsonb),
-    @extschema@._guard_constraints(jsonb),
-    @extschema@._guard_judge_constraints(jsonb, jsonb, text, text, text, text, text),
-    @extschema@._guard_check(oid[], text),
-    @extschema@._guard_harmless_catalogs(),
-    @extschema@._guard_mapped_catalogs()
+    @extschema@._ddlguard_on_ddl_command_end(),
+    @extschema@._ddlguard_on_sql_drop(),
+    @extschema@._ddlguard_shape(oid),
+    @extschema@._ddlguard_deps(oid),
+    @extschema@._ddlguard_remember(oid),
+    @extschema@._ddlguard_rebaseline(),
+    @extschema@._ddlguard_refuse(text, text, text, text, text, text),
+    @extschema@._ddlguard_judge(jsonb, jsonb, text),
+    @extschema@._ddlguard_columns(jsonb),
+    @extschema@._ddlguard_constraints(jsonb),
+    @extschema@._ddlguard_judge_constraints(jsonb, jsonb, text, text, text, text, text),
+    @extschema@._ddlguard_check(oid[], text),
+    @extschema@._ddlguard_harmless_catalogs(),
+    @extschema@._ddlguard_mapped_catalogs()
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    @extschema@._guard_ddl_command_end(name, text),
-    @extschema@._guard_sql_drop(name, text)
+    @extschema@._ddlguard_ddl_command_end(name, text),
+    @extschema@._ddlguard_sql_drop(name, text)
 TO PUBLIC;
