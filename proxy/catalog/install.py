@@ -279,9 +279,11 @@ def _plan(schema: str, owner: str | None = None, app_roles: tuple[str, ...] = ()
     applied = yield from _apply_routines(schema)
     if applied:
         logger.info("catalog schema %s: routines applied: %s", schema, ", ".join(applied))
-    yield from _apply_event_triggers(schema)
     if owner is not None:
         yield from _hand_over(schema, owner, app_roles)
+    # After the hand-over: the triggers' SECURITY DEFINER functions must not fire while the
+    # guard's functions and tables are between owners.
+    yield from _apply_event_triggers(schema)
     return latest
 
 
