@@ -30,7 +30,9 @@
 --   Only tables whose stored `deps` meet the OIDs of the command's objects (or whose live parent
 --   is one of them: ATTACH PARTITION) are compared. Objects of catalogs that cannot change a
 --   table's shape (functions, triggers, policies, publications, ...) and GRANT touch none;
---   objects of catalogs not listed (rules, extensions, ...) compare every electrified table.
+--   objects of catalogs not listed (rules, extensions, ...), and a command that collected no
+--   object, compare every electrified table. The log costs one INSERT per command (the
+--   statement text once per transaction and query string).
 --
 -- THE LOG
 --   ddl_log / ddl_statements (step 0004). Every logged command also sends
@@ -43,7 +45,17 @@
 --   the log and the shapes. Those two are executable by PUBLIC, as the trigger functions call
 --   them as the DDL's role; called anywhere but inside an event trigger they fail at once
 --   (pg_event_trigger_ddl_commands() and pg_event_trigger_dropped_objects() refuse to run
---   elsewhere), so nobody can write log rows or shapes by calling them.
+--   elsewhere), so nobody can write log rows or shapes by calling them. Every role that runs
+--   DDL therefore needs USAGE on the catalog schema (granted to PUBLIC by step 1).
+--
+-- WHAT THE TRIGGERS DO NOT SEE
+--   Commands that fire no event trigger (DROP DATABASE, roles, tablespaces, ALTER EVENT TRIGGER
+--   itself), a superuser who disables or drops the triggers, sets event_triggers = off
+--   (Postgres 17) or writes pg_catalog directly, single-user mode; and what the shape leaves out
+--   (row security, policies, grants, publications, data). Shapes are taken again from the live
+--   tables only when the triggers are created: after re-enabling disabled triggers, run
+--   SELECT @extschema@._ddlguard_rebaseline() as their owner, or tables changed meanwhile are
+--   refused at their next DDL.
 
 -- ---------------------------------------------------------------------------------------------
 -- Shapes
