@@ -224,6 +224,17 @@ def test_drop_owned_is_refused(client: Conn, direct: Conn) -> None:
     assert shape(direct, t) == before
 
 
+def test_extension_that_adopts_then_drops_the_table(client: Conn, direct: Conn) -> None:
+    t = electrify(direct, unique("adopted"))
+    before = shape(direct, t)
+    client.execute("CREATE EXTENSION IF NOT EXISTS citext")  # trusted: alice may
+    client.execute("BEGIN")
+    client.execute(f"ALTER EXTENSION citext ADD TABLE {t}")
+    refused_by_database(client, "DROP EXTENSION citext", "EX004")
+    client.execute("ROLLBACK")
+    assert shape(direct, t) == before
+
+
 def test_dropping_the_referenced_table_with_cascade_is_refused(client: Conn, direct: Conn) -> None:
     t = unique("fk")
     client.execute(f"CREATE TABLE ref_{t} (id uuid PRIMARY KEY)")

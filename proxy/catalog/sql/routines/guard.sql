@@ -54,7 +54,7 @@
 --   (Postgres 17) or writes pg_catalog directly, single-user mode; and what the shape leaves out
 --   (row security, policies, grants, publications, data). Shapes are taken again from the live
 --   tables only when the triggers are created: after re-enabling disabled triggers, run
---   SELECT @extschema@._ddlguard_rebaseline() as their owner, or tables changed meanwhile are
+--   SELECT @extschema@._ddlguard_rebaseline() as a superuser, or tables changed meanwhile are
 --   refused at their next DDL.
 
 -- ---------------------------------------------------------------------------------------------
