@@ -35,9 +35,9 @@
 --   statement text once per transaction and query string).
 --
 -- THE LOG
---   ddl_log / ddl_statements (step 0004). Every logged command also sends
---   pg_notify('electric_ddl', <txid>): delivered at commit, never after a rollback, and once per
---   transaction (Postgres folds identical payloads of one transaction).
+--   ddl_log / ddl_statements (step 0004). The first logged command of each query string also
+--   sends pg_notify('electric_ddl', <txid>): delivered at commit, never after a rollback, and
+--   once per transaction (Postgres folds identical payloads of one transaction).
 --
 -- SECURITY
 --   The trigger functions themselves run as the role that ran the DDL (so current_user is that
@@ -515,7 +515,9 @@ BEGIN
     INSERT INTO @extschema@.ddl_statements (txid, hash, statement)
     VALUES (this_txid, query_hash, query)
     ON CONFLICT DO NOTHING;
-    PERFORM pg_notify('electric_ddl', this_txid::text);
+    IF FOUND THEN  -- the first command of this query string: the transaction's id is news
+        PERFORM pg_notify('electric_ddl', this_txid::text);
+    END IF;
 
     IF NOT EXISTS (SELECT FROM @extschema@.guard_shapes) THEN
         RETURN;
@@ -576,7 +578,9 @@ BEGIN
         INSERT INTO @extschema@.ddl_statements (txid, hash, statement)
         VALUES (this_txid, query_hash, query)
         ON CONFLICT DO NOTHING;
-        PERFORM pg_notify('electric_ddl', this_txid::text);
+        IF FOUND THEN
+            PERFORM pg_notify('electric_ddl', this_txid::text);
+        END IF;
     END IF;
     IF objects IS NOT NULL THEN
         PERFORM @extschema@._ddlguard_check(
