@@ -487,19 +487,26 @@ DECLARE
                               ELSE hashtextextended(octet_length(query)::text || left(query, 4096), 0) END;
     logged bigint;
     everything boolean := false;
-    classes text[];
+    classes oid[];
     objects oid[];
     candidates oid[];
 BEGIN
-    INSERT INTO @extschema@.ddl_log (
-        txid, pid, role_name, session_role, application_name, client_addr, event, command_tag,
-        object_type, object_identity, classid, objid, objsubid, in_extension, statement_hash)
-    SELECT this_txid, pg_backend_pid(), invoker, session_user, current_setting('application_name'),
-           inet_client_addr(), 'ddl_command_end', c.command_tag, c.object_type, c.object_identity,
-           c.classid, c.objid, c.objsubid, c.in_extension, query_hash
-      FROM pg_event_trigger_ddl_commands() c
-     WHERE c.schema_name IS DISTINCT FROM 'pg_temp';
-    GET DIAGNOSTICS logged = ROW_COUNT;
+    -- pg_event_trigger_ddl_commands() costs more than the rest (it names every object): once.
+    WITH logged AS (
+        INSERT INTO @extschema@.ddl_log (
+            txid, pid, role_name, session_role, application_name, client_addr, event, command_tag,
+            object_type, object_identity, classid, objid, objsubid, in_extension, statement_hash)
+        SELECT this_txid, pg_backend_pid(), invoker, session_user, current_setting('application_name'),
+               inet_client_addr(), 'ddl_command_end', c.command_tag, c.object_type, c.object_identity,
+               c.classid, c.objid, c.objsubid, c.in_extension, query_hash
+          FROM pg_event_trigger_ddl_commands() c
+         WHERE c.schema_name IS DISTINCT FROM 'pg_temp'
+        RETURNING ddl_log.classid, ddl_log.objid
+    )
+    SELECT count(*), array_agg(l.classid) FILTER (WHERE l.classid IS NOT NULL),  -- GRANT has none
+           array_agg(l.objid) FILTER (WHERE l.classid IS NOT NULL)
+      INTO logged, classes, objects
+      FROM logged l;
     IF logged = 0 THEN
         IF tag LIKE 'DROP%' OR EXISTS (SELECT FROM pg_event_trigger_ddl_commands()) THEN
             RETURN;  -- DROPs are logged by sql_drop; the rest touched temporary objects only
@@ -522,14 +529,10 @@ BEGIN
     IF NOT EXISTS (SELECT FROM @extschema@.guard_shapes) THEN
         RETURN;
     END IF;
-    SELECT array_agg(c.classid::regclass::text), array_agg(c.objid)
-      INTO classes, objects
-      FROM pg_event_trigger_ddl_commands() c
-     WHERE c.schema_name IS DISTINCT FROM 'pg_temp' AND c.classid IS NOT NULL;  -- GRANT has none
     IF everything OR EXISTS (
         SELECT FROM unnest(classes) k
-         WHERE k <> ALL (@extschema@._ddlguard_harmless_catalogs())
-           AND k <> ALL (@extschema@._ddlguard_mapped_catalogs())
+         WHERE k::regclass::text <> ALL (@extschema@._ddlguard_harmless_catalogs())
+           AND k::regclass::text <> ALL (@extschema@._ddlguard_mapped_catalogs())
     ) THEN
         candidates := ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s);
     ELSIF objects IS NOT NULL THEN
