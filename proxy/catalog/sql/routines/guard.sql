@@ -536,15 +536,13 @@ BEGIN
     ) THEN
         candidates := ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s);
     ELSIF objects IS NOT NULL THEN
-        candidates := ARRAY(
-            SELECT s.relid FROM @extschema@.guard_shapes s
-             WHERE s.deps && objects
-                OR EXISTS (SELECT FROM pg_inherits i WHERE i.inhrelid = s.relid AND i.inhparent = ANY (objects))
-        );
-    ELSE
-        RETURN;
+        -- The live children count too: ALTER TABLE parent ATTACH PARTITION names the parent only.
+        objects := objects || ARRAY(SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = ANY (objects));
+        candidates := ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s WHERE s.deps && objects);
     END IF;
-    PERFORM @extschema@._ddlguard_check(candidates, tag);
+    IF cardinality(candidates) > 0 THEN
+        PERFORM @extschema@._ddlguard_check(candidates, tag);
+    END IF;
 END
 $$;
 
@@ -585,7 +583,7 @@ BEGIN
             PERFORM pg_notify('electric_ddl', this_txid::text);
         END IF;
     END IF;
-    IF objects IS NOT NULL THEN
+    IF objects IS NOT NULL AND EXISTS (SELECT FROM @extschema@.guard_shapes s WHERE s.deps && objects) THEN
         PERFORM @extschema@._ddlguard_check(
             ARRAY(SELECT s.relid FROM @extschema@.guard_shapes s WHERE s.deps && objects), tag);
     END IF;
