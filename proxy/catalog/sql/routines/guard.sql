@@ -448,8 +448,7 @@ $$;
 -- Catalogs whose objects cannot change a table's shape: a command on one of them compares nothing.
 CREATE OR REPLACE FUNCTION @extschema@._ddlguard_harmless_catalogs()
     RETURNS text[]
-    LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql IMMUTABLE  -- no SET clause: a constant, inlined where it is used
 AS $$
     SELECT ARRAY[
         'pg_proc', 'pg_trigger', 'pg_policy', 'pg_statistic_ext', 'pg_event_trigger', 'pg_default_acl',
@@ -464,8 +463,7 @@ $$;
 -- Catalogs whose objects are matched against guard_shapes.deps; the rest compare every table.
 CREATE OR REPLACE FUNCTION @extschema@._ddlguard_mapped_catalogs()
     RETURNS text[]
-    LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql IMMUTABLE  -- no SET clause: a constant, inlined where it is used
 AS $$
     SELECT ARRAY['pg_class', 'pg_type', 'pg_namespace', 'pg_collation', 'pg_constraint']
 $$;
