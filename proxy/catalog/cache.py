@@ -3,7 +3,7 @@ round trip.
 
 * `CatalogSnapshot`: an immutable picture of one database: its schemas, its relations, the
   electrified tables (live names, from pg_class, so renames behind the proxy's back show),
-  and the indexes of the electrified tables; `db_guard` tells whether the database-side guard's
+  and the indexes of the electrified tables; `database_guard` tells whether the database-side guard's
   event triggers exist and are enabled (then every DDL is judged by the database as well).
 * `load_snapshot(conn)`: reads one, in a single statement (one MVCC snapshot, so the parts
   agree with each other).
@@ -63,7 +63,7 @@ class CatalogSnapshot:
     electrified: Mapping[TableKey, int]  # table -> its OID
     indexes: Mapping[TableKey, TableKey]  # index of an electrified table -> that table
     version: int | None  # the catalog schema's version; None when it is not installed
-    db_guard: bool = False  # the guard's event triggers exist and fire (routines/guard.sql)
+    database_guard: bool = False  # the guard's event triggers exist and fire (routines/guard.sql)
     electrified_schemas: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,7 +78,7 @@ class CatalogSnapshot:
         electrified: Mapping[TableKey, int] | None = None,
         indexes: Mapping[TableKey, TableKey] | None = None,
         version: int | None = None,
-        db_guard: bool = False,
+        database_guard: bool = False,
     ) -> CatalogSnapshot:
         """A snapshot from plain values (the mappings are copied and made read-only)."""
         return cls(
@@ -87,7 +87,7 @@ class CatalogSnapshot:
             electrified=MappingProxyType(dict(electrified or {})),
             indexes=MappingProxyType(dict(indexes or {})),
             version=version,
-            db_guard=db_guard,
+            database_guard=database_guard,
         )
 
     def relation(self, schema: str, name: str) -> Relation | None:
@@ -125,7 +125,7 @@ def checks_ready(snapshot: CatalogSnapshot | None) -> bool:
 
 def database_guard_active(snapshot: CatalogSnapshot | None) -> bool:
     """Whether event triggers in the database enforce the rules on every DDL."""
-    return snapshot is not None and bool(getattr(snapshot, "database_guard", False))
+    return snapshot is not None and snapshot.database_guard
 
 
 # Temporary schemas belong to single sessions and toast tables to their parents: neither is
@@ -204,7 +204,7 @@ def _snapshot_from_rows(rows: Iterable[tuple[Any, ...]]) -> CatalogSnapshot:
     electrified: dict[TableKey, int] = {}
     indexes: dict[TableKey, TableKey] = {}
     version: int | None = None
-    db_guard = False
+    database_guard = False
     for kind, schema, name, oid, extra, table_schema, table_name in rows:
         if kind == "s":
             schemas.add(schema)
@@ -217,14 +217,14 @@ def _snapshot_from_rows(rows: Iterable[tuple[Any, ...]]) -> CatalogSnapshot:
         elif kind == "v":
             version = int(extra) if extra is not None else None
         elif kind == "g":
-            db_guard = int(extra) == len(event_trigger_names())
+            database_guard = int(extra) == len(event_trigger_names())
     return CatalogSnapshot.build(
         schemas=schemas,
         relations=relations,
         electrified=electrified,
         indexes=indexes,
         version=version,
-        db_guard=db_guard,
+        database_guard=database_guard,
     )
 
 

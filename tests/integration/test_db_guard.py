@@ -77,18 +77,6 @@ def electrify(direct: Conn, name: str, columns: str = "id uuid PRIMARY KEY, titl
     return name
 
 
-def electrify_seen(direct: Conn, proxy: RunningProxy, name: str) -> str:
-    """Electrified, and the proxy's text guard knows it (with its primary key's index)."""
-    electrify(direct, name)
-    proxy.catalog_sees(
-        lambda snap: (
-            snap.is_electrified("public", name) and snap.index_table("public", f"{name}_pkey") is not None
-        ),
-        database=DB,
-    )
-    return name
-
-
 # What the rules protect, read from pg_catalog: a refused statement must leave it as it was.
 SHAPE = """
 SELECT n.nspname, c.relname, c.relispartition,
@@ -133,9 +121,9 @@ def test_triggers_installed_and_the_snapshot_knows(
         "SELECT evtname::text, evtenabled::text FROM pg_event_trigger ORDER BY 1"
     ).fetchall()
     assert rows == [(name, "A") for name in sorted(event_trigger_names())]
-    guard_proxy.catalog_sees(lambda snapshot: snapshot.db_guard, database=DB)
+    guard_proxy.catalog_sees(lambda snapshot: snapshot.database_guard, database=DB)
     # The suite's database was installed by alice: no triggers there, and the flag says so.
-    proxy.catalog_sees(lambda snapshot: snapshot.version is not None and not snapshot.db_guard)
+    proxy.catalog_sees(lambda snapshot: snapshot.version is not None and not snapshot.database_guard)
 
 
 ROUTINE_CASES = [
@@ -201,7 +189,6 @@ def test_partitioned_parent_drop_column_cascade_and_detach(client: Conn, direct:
     before = shape(direct, t)
     refused_by_database(client, f"ALTER TABLE pp_{t} DROP COLUMN title", "EX010")
     refused_by_database(client, f"DROP TABLE pp_{t} CASCADE", "EX004")
-    # The text guard refuses a plain DETACH (once its snapshot shows the table electrified).
     diag = refused_by_database(
         client, f"DO $$ BEGIN ALTER TABLE pp_{t} DETACH PARTITION {t}; END $$", "EX007"
     )
@@ -307,19 +294,22 @@ def test_schema_rename_is_refused(client: Conn, direct: Conn) -> None:
 
 
 def test_drop_schema_cascade_same_error_as_the_text_guard(
-    client: Conn, direct: Conn, guard_proxy: RunningProxy
+    direct: Conn, proxy: RunningProxy, text_guard: tuple[Conn, Conn]
 ) -> None:
+    via_proxy, app_direct = text_guard
     schema = unique("dropped")
-    direct.execute(f"CREATE SCHEMA {schema}")
-    direct.execute(f"CREATE TABLE {schema}.items (id uuid PRIMARY KEY)")
-    direct.execute("CALL electric.electrify(%s, %s)", (schema, "items"))
-    guard_proxy.catalog_sees(lambda snap: snap.is_electrified(schema, "items"), database=DB)
-    with pytest.raises(psycopg.Error) as by_proxy:
-        client.execute(f"DROP SCHEMA {schema} CASCADE")
+    for conn in (direct, app_direct):
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.items (id uuid PRIMARY KEY)")
+        conn.execute("CALL electric.electrify(%s, %s)", (schema, "items"))
+    proxy.catalog_sees(lambda snap: snap.is_electrified(schema, "items"))
+    with pytest.raises(psycopg.Error) as by_text_guard:
+        via_proxy.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert GUARD_CONTEXT not in (by_text_guard.value.diag.context or "")
     with pytest.raises(psycopg.Error) as by_database:
         direct.execute(f"DROP SCHEMA {schema} CASCADE")
     assert GUARD_CONTEXT in (by_database.value.diag.context or "")
-    assert error_fields(by_database.value) == error_fields(by_proxy.value)
+    assert error_fields(by_database.value) == error_fields(by_text_guard.value)
     assert direct.execute("SELECT to_regclass(%s)", (f"{schema}.items",)).fetchone() != (None,)
 
 
@@ -388,20 +378,38 @@ def error_fields(error: psycopg.Error) -> tuple[Any, ...]:
     )
 
 
+@pytest.fixture
+def text_guard(proxy: RunningProxy, pg: EmbeddedPostgres) -> Iterator[tuple[Conn, Conn]]:
+    """The suite's proxy and database `app`, where alice installed the catalog: no event
+    triggers there, the text guard works alone. (through the proxy, direct)"""
+    app_url = pg.url("app", user="alice", password=ALICE_PASSWORD)
+    with (
+        psycopg.connect(proxy.dsn(), autocommit=True) as via_proxy,
+        psycopg.connect(app_url, autocommit=True) as app_direct,
+    ):
+        yield via_proxy, app_direct
+
+
 @pytest.mark.parametrize("template", PLAIN, ids=[p.split("{t}")[1].strip() for p in PLAIN])
 def test_same_error_as_the_text_guard(
-    client: Conn, direct: Conn, guard_proxy: RunningProxy, template: str
+    direct: Conn, proxy: RunningProxy, text_guard: tuple[Conn, Conn], template: str
 ) -> None:
-    t = electrify_seen(direct, guard_proxy, unique("same"))
-    direct.execute(f"CREATE SCHEMA other_{t}")
+    via_proxy, app_direct = text_guard
+    t = unique("same")
+    for conn in (direct, app_direct):  # the same table in both databases
+        electrify(conn, t)
+        conn.execute(f"CREATE SCHEMA other_{t}")
+    proxy.catalog_sees(
+        lambda snap: snap.is_electrified("public", t) and snap.index_table("public", f"{t}_pkey") is not None
+    )
     before = shape(direct, t)
-    with pytest.raises(psycopg.Error) as by_proxy:
-        client.execute(template.format(t=t))
-    assert GUARD_CONTEXT not in (by_proxy.value.diag.context or "")  # the text guard's
+    with pytest.raises(psycopg.Error) as by_text_guard:
+        via_proxy.execute(template.format(t=t))
+    assert GUARD_CONTEXT not in (by_text_guard.value.diag.context or "")
     with pytest.raises(psycopg.Error) as by_database:
         direct.execute(template.format(t=t))
     assert GUARD_CONTEXT in (by_database.value.diag.context or "")
-    assert error_fields(by_database.value) == error_fields(by_proxy.value)
+    assert error_fields(by_database.value) == error_fields(by_text_guard.value)
     assert shape(direct, t) == before
 
 
