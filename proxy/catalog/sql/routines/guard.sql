@@ -58,7 +58,9 @@
 --   refused at their next DDL.
 
 -- ---------------------------------------------------------------------------------------------
--- Shapes
+-- Shapes. Stored shapes are compared as whole jsonb values: a change to what _ddlguard_shape
+-- builds must come with a new step that runs _ddlguard_rebaseline(), or every electrified table
+-- would differ from its stored shape at its next DDL.
 
 CREATE OR REPLACE FUNCTION @extschema@._ddlguard_shape(table_oid oid)
     RETURNS jsonb
