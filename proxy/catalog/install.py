@@ -283,7 +283,7 @@ def _plan(schema: str, owner: str | None = None, app_roles: tuple[str, ...] = ()
         yield from _hand_over(schema, owner, app_roles)
     # After the hand-over: the triggers' SECURITY DEFINER functions must not fire while the
     # guard's functions and tables are between owners.
-    yield from _apply_event_triggers(schema)
+    yield from _apply_event_triggers(schema, guard_changed="guard" in applied)
     return latest
 
 
@@ -313,11 +313,15 @@ def _apply_routines(schema: str) -> Generator[_Request, Rows, list[str]]:
     return applied
 
 
-def _apply_event_triggers(schema: str) -> Generator[_Request, Rows, None]:
+def _apply_event_triggers(schema: str, *, guard_changed: bool) -> Generator[_Request, Rows, None]:
     names = event_trigger_names(schema)
     present = yield _Request(_EVENT_TRIGGERS_PRESENT, (list(names),), fetch=True)
     if present[0][0] == len(names):
-        return  # as they are: an administrator may have disabled them on purpose
+        # Left as they are (an administrator may have disabled them on purpose). A new guard.sql
+        # may build shapes differently: the stored ones are taken again from the live tables.
+        if guard_changed:
+            yield _Request(sql.SQL("SELECT {}()").format(sql.Identifier(schema, "_ddlguard_rebaseline")))
+        return
     refused = yield _Request(render(event_trigger_file(), schema), privileged=True)
     if refused:
         logger.info(

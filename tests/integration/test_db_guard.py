@@ -11,6 +11,7 @@ types, ...) must come from the database: their CONTEXT names the guard's functio
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from proxy.catalog import install
 from proxy.catalog.install import event_trigger_names, install_sync
 from proxy.embedded import EmbeddedPostgres
 from tests.pgfixtures import ALICE_PASSWORD
@@ -566,5 +568,29 @@ def test_install_without_the_privilege_skips_the_triggers(pg: EmbeddedPostgres) 
         with psycopg.connect(url, autocommit=True) as alice:
             install_sync(alice)  # present: left alone, no error
             refused_by_database(alice, "ALTER TABLE t RENAME TO u", "EX002")
+    finally:
+        pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_a_changed_guard_file_takes_the_shapes_again(
+    pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = unique("db_guard_upgrade")
+    pg.execute(f"CREATE DATABASE {name} OWNER alice")
+    try:
+        with pg.connect(name) as superuser:
+            install_sync(superuser)
+            superuser.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            superuser.execute("CALL electric.electrify('t')")
+            # A shape that another version of guard.sql built differently.
+            superuser.execute("""UPDATE electric.guard_shapes SET shape = shape || '{"name": "T"}'""")
+            refused_by_database(superuser, "COMMENT ON TABLE t IS 'x'", "EX002")
+            changed = tuple(
+                dataclasses.replace(r, sql=r.sql + "\n-- changed\n") if r.name == "guard" else r
+                for r in install.routine_files()
+            )
+            monkeypatch.setattr(install, "routine_files", lambda: changed)
+            install_sync(superuser)
+            superuser.execute("COMMENT ON TABLE t IS 'x'")
     finally:
         pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

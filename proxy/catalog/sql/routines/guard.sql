@@ -58,9 +58,8 @@
 --   refused at their next DDL.
 
 -- ---------------------------------------------------------------------------------------------
--- Shapes. Stored shapes are compared as whole jsonb values: a change to what _ddlguard_shape
--- builds must come with a new step that runs _ddlguard_rebaseline(), or every electrified table
--- would differ from its stored shape at its next DDL.
+-- Shapes. Stored shapes are compared as whole jsonb values, so whenever this file changes,
+-- install.py takes them again from the live tables (_ddlguard_rebaseline).
 
 CREATE OR REPLACE FUNCTION @extschema@._ddlguard_shape(table_oid oid)
     RETURNS jsonb
