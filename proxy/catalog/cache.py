@@ -3,7 +3,8 @@ round trip.
 
 * `CatalogSnapshot`: an immutable picture of one database: its schemas, its relations, the
   electrified tables (live names, from pg_class, so renames behind the proxy's back show),
-  and the indexes of the electrified tables.
+  and the indexes of the electrified tables; `database_guard` tells whether the database-side guard's
+  event triggers exist and are enabled (then every DDL is judged by the database as well).
 * `load_snapshot(conn)`: reads one, in a single statement (one MVCC snapshot, so the parts
   agree with each other).
 * `CatalogWatcher`: owns a connection to one database; installs the catalog schema (over a
@@ -39,6 +40,7 @@ from proxy.catalog.install import (
     NOTIFY_CHANNEL,
     catalog_rewritable,
     check_schema_name,
+    event_trigger_names,
     install,
 )
 
@@ -61,6 +63,7 @@ class CatalogSnapshot:
     electrified: Mapping[TableKey, int]  # table -> its OID
     indexes: Mapping[TableKey, TableKey]  # index of an electrified table -> that table
     version: int | None  # the catalog schema's version; None when it is not installed
+    database_guard: bool = False  # the guard's event triggers exist and fire (routines/guard.sql)
     electrified_schemas: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +78,7 @@ class CatalogSnapshot:
         electrified: Mapping[TableKey, int] | None = None,
         indexes: Mapping[TableKey, TableKey] | None = None,
         version: int | None = None,
+        database_guard: bool = False,
     ) -> CatalogSnapshot:
         """A snapshot from plain values (the mappings are copied and made read-only)."""
         return cls(
@@ -83,6 +87,7 @@ class CatalogSnapshot:
             electrified=MappingProxyType(dict(electrified or {})),
             indexes=MappingProxyType(dict(indexes or {})),
             version=version,
+            database_guard=database_guard,
         )
 
     def relation(self, schema: str, name: str) -> Relation | None:
@@ -120,7 +125,7 @@ def checks_ready(snapshot: CatalogSnapshot | None) -> bool:
 
 def database_guard_active(snapshot: CatalogSnapshot | None) -> bool:
     """Whether event triggers in the database enforce the rules on every DDL."""
-    return snapshot is not None and bool(getattr(snapshot, "database_guard", False))
+    return snapshot is not None and snapshot.database_guard
 
 
 # Temporary schemas belong to single sessions and toast tables to their parents: neither is
@@ -130,7 +135,8 @@ _SCHEMA_FILTER: Final = (
 )
 
 # Everything in one statement: one MVCC snapshot. Kinds: s schema, r relation, e electrified
-# table, i index of an electrified table, v catalog version. Electrified rows whose table was
+# table, i index of an electrified table, v catalog version, g how many of the guard's event
+# triggers exist, run our functions and are enabled ('O' origin, 'A' always). Electrified rows whose table was
 # dropped behind the proxy's back join nothing and drop out. Operators resolve in pg_catalog,
 # which Postgres searches first unless a search_path lists it later; the watcher's own
 # connection runs with an empty search_path.
@@ -160,6 +166,14 @@ SELECT 'i', n.nspname::text, i.relname::text, i.oid, NULL, tn.nspname::text, t.r
   JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
 UNION ALL
 SELECT 'v', NULL, NULL, NULL, (SELECT pg_catalog.max(v.version) FROM {schema_version} v)::text, NULL, NULL
+UNION ALL
+SELECT 'g', NULL, NULL, NULL, (
+    SELECT pg_catalog.count(*)
+      FROM pg_catalog.pg_event_trigger t
+      JOIN pg_catalog.pg_proc p ON p.oid = t.evtfoid
+      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE t.evtname IN ({triggers}) AND t.evtenabled IN ('O', 'A') AND n.nspname = {schema_name}
+)::text, NULL, NULL
 """
 _INSTALLED_QUERY: Final = (
     b"SELECT pg_catalog.to_regclass(%s) IS NOT NULL AND pg_catalog.to_regclass(%s) IS NOT NULL"
@@ -177,6 +191,8 @@ async def load_snapshot(conn: psycopg.AsyncConnection[Any], schema: str = DEFAUL
         query = query + sql.SQL(_CATALOG_QUERY).format(
             electrified=sql.Identifier(schema, "electrified"),
             schema_version=sql.Identifier(schema, "schema_version"),
+            triggers=sql.SQL(", ").join(sql.Literal(name) for name in event_trigger_names(schema)),
+            schema_name=sql.Literal(schema),
         )
     cursor = await conn.execute(query)
     return _snapshot_from_rows(await cursor.fetchall())
@@ -188,6 +204,7 @@ def _snapshot_from_rows(rows: Iterable[tuple[Any, ...]]) -> CatalogSnapshot:
     electrified: dict[TableKey, int] = {}
     indexes: dict[TableKey, TableKey] = {}
     version: int | None = None
+    database_guard = False
     for kind, schema, name, oid, extra, table_schema, table_name in rows:
         if kind == "s":
             schemas.add(schema)
@@ -199,8 +216,15 @@ def _snapshot_from_rows(rows: Iterable[tuple[Any, ...]]) -> CatalogSnapshot:
             indexes[(schema, name)] = (table_schema, table_name)
         elif kind == "v":
             version = int(extra) if extra is not None else None
+        elif kind == "g":
+            database_guard = int(extra) == len(event_trigger_names())
     return CatalogSnapshot.build(
-        schemas=schemas, relations=relations, electrified=electrified, indexes=indexes, version=version
+        schemas=schemas,
+        relations=relations,
+        electrified=electrified,
+        indexes=indexes,
+        version=version,
+        database_guard=database_guard,
     )
 
 

@@ -17,6 +17,11 @@ substituted for `@extschema@` in the files. It must be a lower-case identifier, 
 quoting. The NOTIFY channel stays `electric_catalog` whatever the schema is called; the payload
 names the schema.
 
+Last, the database-side guard's event triggers (`sql/event_triggers.sql`): only when they are
+missing, and only where the installing role may create event triggers (superusers, managed
+services' admin roles). The file runs in a savepoint; when Postgres refuses it for lack of
+privilege, install rolls back to the savepoint and carries on: the text guard then works alone.
+
 `install` and `install_sync` drive the same plan (`_plan`), a generator that yields the
 statements to run and is sent back their rows; each only supplies the connection.
 
@@ -52,7 +57,7 @@ INSTALL_LOCK_KEY: Final = 0x656C_6563_7472_6963
 SCHEMA_PLACEHOLDER: Final = "@extschema@"
 # The repeatable routine files, in the order they are applied: a file may use what the files
 # before it define. A new file is one more name here.
-ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit", "auth", "drift")
+ROUTINES: Final = ("common", "electric", "definitions", "capture", "check", "audit", "auth", "drift", "guard")
 # The NOLOGIN role that owns the catalog when the installing role may set one up (config
 # `catalog.owner_role`; see `ownership_mode` and sql/README.md, SECURITY MODEL).
 DEFAULT_OWNER_ROLE: Final = "electric_owner"
@@ -69,6 +74,9 @@ _PREPARE: Final = (
 )
 _LOCK: Final = b"SELECT pg_catalog.pg_advisory_xact_lock(%s)"
 _TABLE_EXISTS: Final = b"SELECT pg_catalog.to_regclass(%s) IS NOT NULL"
+_EVENT_TRIGGERS_PRESENT: Final = (
+    b"SELECT pg_catalog.count(*) FROM pg_catalog.pg_event_trigger WHERE evtname::text = ANY (%s)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +129,19 @@ def routine_files() -> tuple[RoutineFile, ...]:
     return tuple(RoutineFile(name, _read(folder.joinpath(f"{name}.sql"))) for name in ROUTINES)
 
 
+@cache
+def event_trigger_file() -> RoutineFile:
+    """The guard's event triggers: applied apart from the routines, where the role may."""
+    file = resources.files("proxy.catalog").joinpath("sql", "event_triggers.sql")
+    return RoutineFile("event_triggers", _read(file))
+
+
+def event_trigger_names(schema: str = DEFAULT_SCHEMA) -> tuple[str, str]:
+    """The names `sql/event_triggers.sql` gives the guard's event triggers (they are per database)."""
+    check_schema_name(schema)
+    return (f"{schema}_guard_ddl_command_end", f"{schema}_guard_sql_drop")
+
+
 def _read(file: Traversable) -> str:
     return file.read_text(encoding="utf-8")
 
@@ -165,8 +186,7 @@ async def install(
         try:
             request = next(plan)
             while True:
-                cursor = await conn.execute(request.query, request.params)
-                request = plan.send(await cursor.fetchall() if request.fetch else [])
+                request = plan.send(await _run_async(conn, request))
         except StopIteration as done:
             version: int = done.value
     return version
@@ -187,11 +207,34 @@ def install_sync(
         try:
             request = next(plan)
             while True:
-                cursor = conn.execute(request.query, request.params)
-                request = plan.send(cursor.fetchall() if request.fetch else [])
+                request = plan.send(_run_sync(conn, request))
         except StopIteration as done:
             version: int = done.value
     return version
+
+
+async def _run_async(conn: psycopg.AsyncConnection[Any], request: _Request) -> Rows:
+    if request.privileged:
+        try:
+            async with conn.transaction():  # a savepoint: a refusal must not end the install
+                await conn.execute(request.query, request.params)
+        except psycopg.errors.InsufficientPrivilege:
+            return _REFUSED
+        return []
+    cursor = await conn.execute(request.query, request.params)
+    return await cursor.fetchall() if request.fetch else []
+
+
+def _run_sync(conn: psycopg.Connection[Any], request: _Request) -> Rows:
+    if request.privileged:
+        try:
+            with conn.transaction():  # a savepoint: a refusal must not end the install
+                conn.execute(request.query, request.params)
+        except psycopg.errors.InsufficientPrivilege:
+            return _REFUSED
+        return []
+    cursor = conn.execute(request.query, request.params)
+    return cursor.fetchall() if request.fetch else []
 
 
 # -- the plan: what to run, without a connection --------------------------------------------
@@ -205,9 +248,12 @@ class _Request:
     # None: sent as a script (simple query protocol)
     params: tuple[Any, ...] | Mapping[str, Any] | None = None
     fetch: bool = False  # whether the plan wants the rows back
+    # Run in a savepoint; a lack of privilege rolls back to it and sends back _REFUSED.
+    privileged: bool = False
 
 
 Plan = Generator[_Request, Rows, int]
+_REFUSED: Final[Rows] = [("insufficient_privilege",)]
 
 
 def _plan(schema: str, owner: str | None = None, app_roles: tuple[str, ...] = ()) -> Plan:
@@ -235,6 +281,9 @@ def _plan(schema: str, owner: str | None = None, app_roles: tuple[str, ...] = ()
         logger.info("catalog schema %s: routines applied: %s", schema, ", ".join(applied))
     if owner is not None:
         yield from _hand_over(schema, owner, app_roles)
+    # After the hand-over: the triggers' SECURITY DEFINER functions must not fire while the
+    # guard's functions and tables are between owners.
+    yield from _apply_event_triggers(schema, guard_changed="guard" in applied)
     return latest
 
 
@@ -262,6 +311,26 @@ def _apply_routines(schema: str) -> Generator[_Request, Rows, list[str]]:
         yield _Request(_record_routine_query(table), (routine.name, checksum))
         applied.append(routine.name)
     return applied
+
+
+def _apply_event_triggers(schema: str, *, guard_changed: bool) -> Generator[_Request, Rows, None]:
+    names = event_trigger_names(schema)
+    present = yield _Request(_EVENT_TRIGGERS_PRESENT, (list(names),), fetch=True)
+    if present[0][0] == len(names):
+        # Left as they are (an administrator may have disabled them on purpose). A new guard.sql
+        # may build shapes differently: the stored ones are taken again from the live tables.
+        if guard_changed:
+            yield _Request(sql.SQL("SELECT {}()").format(sql.Identifier(schema, "_ddlguard_rebaseline")))
+        return
+    refused = yield _Request(render(event_trigger_file(), schema), privileged=True)
+    if refused:
+        logger.info(
+            "catalog schema %s: the installing role may not create event triggers; "
+            "the database-side guard is off and the proxy's text guard works alone",
+            schema,
+        )
+    else:
+        logger.info("catalog schema %s: the database-side guard's event triggers are installed", schema)
 
 
 def _require_idle(status: TransactionStatus) -> None:

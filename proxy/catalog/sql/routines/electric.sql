@@ -409,6 +409,8 @@ BEGIN
     VALUES (table_oid, t.schema_name, t.table_name)
     ON CONFLICT (relid) DO NOTHING;
     IF FOUND THEN
+        -- The database-side guard compares the table with this shape after every DDL (guard.sql).
+        PERFORM @extschema@._ddlguard_remember(table_oid);
         PERFORM @extschema@._notify('electrify', table_oid, t.schema_name, t.table_name);
         PERFORM @extschema@._audit('electrify', table_oid, t.schema_name, t.table_name);
     ELSE
