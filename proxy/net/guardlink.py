@@ -23,6 +23,7 @@ How a plan is applied:
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -48,6 +49,10 @@ _GROUP_NAMES: Final = itertools.count()
 # ErrorResponse fields kept when the proxy's own raised error is cleaned up: PL/pgSQL adds a
 # context (W) and its source location (F, L, R), which say nothing about the client's statement.
 _CLEAN_FIELDS: Final = frozenset("SVCMDHstc")
+# First words of statements that end a transaction or undo part of it.
+_TX_CONTROL: Final = re.compile(
+    rb"\s*(?:commit|end|rollback|abort|prepare\s+transaction|release|savepoint)\b", re.IGNORECASE
+)
 # Tag of call groups injected in the middle of a client's batch (a capture flushed before a
 # simple Query, a check before a Bind): their replies are found again by this notice.
 _GROUP_TAG: Final = "electric-proxy:group"
@@ -72,6 +77,12 @@ class Relay(Protocol):
 
     @property
     def lone_message(self) -> bool: ...
+
+    @property
+    def chunk_idle(self) -> bool: ...
+
+    @property
+    def chunk_serial(self) -> int: ...
 
     @property
     def client_encoding(self) -> str: ...
@@ -109,6 +120,10 @@ class ExtendedBatch:
         self.portals: dict[bytes, bytes] = {}  # portal -> prepared name, for DDL statements
         self.executed: list[Statement] = []  # transactional DDL run since the last Sync
         self.versions: list[VersionWrite] = []  # version writes bound since the last Sync
+        # Statements and portals that end a transaction or undo part of it (COMMIT, ROLLBACK TO,
+        # ...): the capture of DDL run before them must come first.
+        self.tx_control: set[bytes] = set()
+        self.tx_portals: set[bytes] = set()
 
     @property
     def tracking(self) -> bool:
@@ -118,6 +133,7 @@ class ExtendedBatch:
         self.ddl.pop(name, None)
         self.version_writes.pop(name, None)
         self.unchecked.pop(name, None)
+        self.tx_control.discard(name)
 
 
 class GuardLink:
@@ -148,6 +164,7 @@ class GuardLink:
         self._query_tagged = False
         self._tagged: set[bytes] = set()
         self._encoding_unsure = False  # client_encoding may have changed since the last report
+        self._sync_chunk = -1  # the client chunk of the last Sync seen
 
     def install(self) -> None:
         r = self.relay
@@ -325,19 +342,6 @@ class GuardLink:
 
     # -- extended protocol --------------------------------------------------------------------
 
-    def on_parse(self, frame: Frame) -> bytes | None:
-        return self._after_deferred(self._on_parse(frame))
-
-    def _after_deferred(self, out: bytes | None) -> bytes | None:
-        """An extended-protocol message after DDL deferred from a simple Query: the capture goes
-        first, as a call group whose replies are found again by its tag notice."""
-        statements = self.migration.deferred
-        if not statements:
-            return out
-        self.migration.deferred = []
-        calls = self._capture(statements, proxy_tag=_GROUP_TAG)
-        return self._inject_groups(calls) + (out or b"")
-
     def _inject_groups(self, calls: list[str]) -> bytes:
         """Call groups for the middle of a client's batch; their replies are taken out as they
         pass (see `groupfilter`)."""
@@ -347,11 +351,13 @@ class GuardLink:
             )
         return b"".join(_call_group(call) for call in calls)
 
-    def _on_parse(self, frame: Frame) -> bytes | None:
+    def on_parse(self, frame: Frame) -> bytes | None:
         name, sql = messages.parse_names(frame.raw)
         batch = self.batch
-        if batch.tracking:
+        if batch.tracking or batch.tx_control:
             batch.forget(name)
+        if _TX_CONTROL.match(sql):
+            batch.tx_control.add(name)
         if name in self._tagged:
             self._tagged.discard(name)
             self._watch_completions()
@@ -407,9 +413,6 @@ class GuardLink:
         r.set_client_handler(Frontend.SYNC, self.on_sync if watching else None)
 
     def on_bind(self, frame: Frame) -> bytes | None:
-        return self._after_deferred(self._on_bind(frame))
-
-    def _on_bind(self, frame: Frame) -> bytes | None:
         target = messages.decode_bind_target(frame.body)
         batch = self.batch
         version_parse = batch.version_writes.get(target.statement)
@@ -419,6 +422,10 @@ class GuardLink:
             batch.portals[target.portal] = target.statement
         else:
             batch.portals.pop(target.portal, None)
+        if target.statement in batch.tx_control:
+            batch.tx_portals.add(target.portal)
+        else:
+            batch.tx_portals.discard(target.portal)
         checks = batch.unchecked.get(target.statement)
         if checks and self.guard.electrified():
             # Tables were electrified since the Parse: check before this execution.
@@ -440,7 +447,12 @@ class GuardLink:
             self.batch.versions.append(write)
 
     def on_execute(self, frame: Frame) -> bytes | None:
-        return self._after_deferred(self._on_execute(frame))
+        out = self._on_execute(frame)
+        portal = messages.Reader(frame.body).cstring()
+        if portal in self.batch.tx_portals and (self.batch.executed or self.migration.deferred):
+            # COMMIT, ROLLBACK TO, ... inside the batch: record what ran before it, first.
+            return self._inject_groups(self._batch_calls(proxy_tag=_GROUP_TAG)) + (out or b"")
+        return out
 
     def _on_execute(self, frame: Frame) -> bytes | None:
         portal = messages.Reader(frame.body).cstring()
@@ -451,7 +463,12 @@ class GuardLink:
         return frame.raw
 
     def on_sync(self, frame: Frame) -> bytes | None:
-        """Record this batch's DDL in its own transaction: the calls go just before Sync."""
+        """Record this batch's DDL in its own transaction: the calls go just before Sync, unless
+        the batch ran DDL alone inside a transaction block, which the next batches may join."""
+        if self._may_defer_sync():
+            self.migration.deferred += self.batch.executed
+            self.batch.executed = []
+            return frame.raw
         calls = self._batch_calls()
         if not (self.batch.tracking or self.migration.deferred):
             self.batch.portals.clear()  # Binds go unseen from here: forget what they named
@@ -461,11 +478,26 @@ class GuardLink:
         self.relay.hold_upstream(capture.injected_tail_dropper(len(calls)))
         return b"".join(_call_group(call) for call in calls) + frame.raw
 
+    def _may_defer_sync(self) -> bool:
+        """Like `_may_defer`: the DDL of this batch runs inside a transaction block (the status is
+        this batch's own: nothing was in flight before its messages, and it is the first Sync of
+        them), and it has no version writes to note after it."""
+        relay, batch = self.relay, self.batch
+        first_sync, self._sync_chunk = self._sync_chunk != relay.chunk_serial, relay.chunk_serial
+        return (
+            bool(batch.executed)
+            and not batch.versions
+            and relay.status == TransactionStatus.IN_TRANSACTION
+            and relay.chunk_idle
+            and first_sync
+        )
+
     def _batch_calls(self, proxy_tag: str | None = None) -> list[str]:
         batch = self.batch
         calls: list[str] = []
-        if batch.executed:
-            calls += self._capture(batch.executed, proxy_tag)
+        pending, self.migration.deferred = [*self.migration.deferred, *batch.executed], []
+        if pending:
+            calls += self._capture(pending, proxy_tag)
         late = self.migration.late(bool(calls))
         calls += [self._note(write, proxy_tag=proxy_tag, late=late) for write in batch.versions]
         batch.executed, batch.versions = [], []

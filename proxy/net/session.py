@@ -63,6 +63,8 @@ class Session(asyncio.Protocol):
         self.status: int = TransactionStatus.IDLE  # the last ReadyForQuery's status byte
         self.busy = False  # the client has sent something the upstream has not answered yet
         self.lone_message = False  # the message being handled is the only one in flight
+        self.chunk_idle = False  # nothing of the client's was in flight when this chunk came
+        self.chunk_serial = 0  # counts the client chunks that handlers looked at
         self.relaying = False
         self.client_tls = False
         self.parameters: dict[str, str] = {}
@@ -422,6 +424,9 @@ class Session(asyncio.Protocol):
         ):
             upstream.write(data)  # the hot path: nothing to look at, nothing held back
             return
+        # Handlers may ask whether the client had anything in flight before this chunk.
+        self.chunk_idle = idle
+        self.chunk_serial += 1
         frame = items[0] if framer.contiguous and len(items) == 1 else None
         if isinstance(frame, Frame):
             # One whole kept message (a simple query): skip the general loop when it passes as is.

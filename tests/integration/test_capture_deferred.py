@@ -108,3 +108,34 @@ def test_autocommit_ddl_is_never_deferred(proxy: RunningProxy, direct: psycopg.C
         assert deferred(proxy) == []
         # Recorded before the client's next message: the record is there already.
         assert recorded(direct, t) == [[f"CREATE TABLE {t} (id int)"]]
+
+
+def test_extended_protocol_batches_join_one_capture(proxy: RunningProxy, direct: psycopg.Connection) -> None:
+    t = f"dq_{next(_names)}"
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        conn.execute("BEGIN", binary=True)
+        conn.execute(f"CREATE TABLE {t} (id int)", binary=True)
+        conn.execute(f"ALTER TABLE {t} ADD COLUMN a text", binary=True)
+        assert deferred(proxy) == [f"CREATE TABLE {t} (id int)", f"ALTER TABLE {t} ADD COLUMN a text"]
+        conn.execute("SAVEPOINT s", binary=True)  # undoes nothing, but what follows may be undone
+        assert deferred(proxy) == []
+        conn.execute(f"ALTER TABLE {t} ADD COLUMN undone text", binary=True)
+        conn.execute("ROLLBACK TO SAVEPOINT s", binary=True)
+        conn.execute(f"CREATE INDEX ON {t} (a)", binary=True)
+        conn.execute("COMMIT", binary=True)
+    assert recorded(direct, t) == [
+        [f"CREATE TABLE {t} (id int)", f"ALTER TABLE {t} ADD COLUMN a text", f"CREATE INDEX ON {t} (a)"]
+    ]
+
+
+def test_extended_failure_after_deferred_ddl_records_nothing(
+    proxy: RunningProxy, direct: psycopg.Connection
+) -> None:
+    t = f"dq_{next(_names)}"
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        conn.execute("BEGIN", binary=True)
+        conn.execute(f"CREATE TABLE {t} (id int)", binary=True)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("SELECT 1/0", binary=True)
+        conn.execute("ROLLBACK", binary=True)
+    assert recorded(direct, t) == []
