@@ -29,10 +29,11 @@ from typing import Final
 from bench_pgbench import git_commit
 
 from proxy.ddl.classify import classify
-from proxy.ddl.prefilter import may_need_parse
+from proxy.ddl.prefilter import may_need_look, may_need_parse
+from proxy.protocol import framer as framer_module
 from proxy.protocol import messages
-from proxy.protocol.codes import Backend
-from proxy.protocol.framer import Frame, Framer
+from proxy.protocol.codes import Backend, Frontend
+from proxy.protocol.framer import Frame, Framer, PyFramer
 
 # --- the statements --------------------------------------------------------------------------------
 
@@ -185,28 +186,55 @@ def time_classify(opts: argparse.Namespace) -> list[Timing]:
     return out
 
 
+def rows_reply(rows: int) -> bytes:
+    """A simple-mode reply of `rows` one-column rows: T, rows x D, C, Z."""
+    return b"".join(
+        (
+            row_description(("abalance", INT4_OID)),
+            data_row(b"-2718") * rows,
+            messages.command_complete(f"SELECT {rows}"),
+            messages.ready_for_query(ord("I")),
+        )
+    )
+
+
+def framer_classes() -> list[tuple[str, type[Framer]]]:
+    """The pure-Python reference and, when built, the framer with the compiled scanner."""
+    out: list[tuple[str, type[Framer]]] = [("py", PyFramer)]
+    if Framer.scan is not None:
+        out.append(("c", Framer))
+    return out
+
+
 def time_framer(opts: argparse.Namespace) -> list[Timing]:
     z = ord("Z")
     guard_watching = {z, Backend.COMMAND_COMPLETE, Backend.ERROR_RESPONSE, Backend.NOTICE_RESPONSE}
     batch = simple_reply() * opts.batch
-    cases: list[tuple[str, bytes, set[int]]] = [
-        ("-S simple reply (T D C Z), keep Z", simple_reply(), {z}),
-        ("-S prepared reply (2 D C Z), keep Z", prepared_reply(), {z}),
-        (f"{opts.batch} simple replies in one chunk, keep Z", batch, {z}),
-        ("-S simple reply, keep nothing", simple_reply(), set()),
-        ("-S simple reply, keep Z C E N", simple_reply(), guard_watching),
+    cases: list[tuple[str, bytes, set[int], bool]] = [
+        ("-S simple reply (T D C Z), keep Z", simple_reply(), {z}, False),
+        ("-S simple reply, keep Z, peek Z (idle guard)", simple_reply(), {z}, True),
+        ("-S prepared reply (2 D C Z), keep Z", prepared_reply(), {z}, False),
+        ("100-row reply, keep Z", rows_reply(100), {z}, False),
+        (f"{opts.batch} simple replies in one chunk, keep Z", batch, {z}, False),
+        ("-S simple reply, keep nothing", simple_reply(), set(), False),
+        ("-S simple reply, keep Z C E N", simple_reply(), guard_watching, False),
+        ("client Query -S, keep Q, peek Q (prefilter)", messages.query(DML[0][1]), {Frontend.QUERY}, True),
     ]
     out = []
-    for name, chunk, keep in cases:
-        framer = Framer(keep=keep, direction="upstream")
-        items = framer.feed(chunk)
-        assert framer.pending == 0, "the chunk must hold whole messages only"
-        frames = sum(isinstance(item, Frame) for item in items)
-        result = f"{len(items)} items, {frames} frames"
-        feed = framer.feed
-        ns, number = best_ns(lambda feed=feed, chunk=chunk: feed(chunk), opts.repeat, opts.min_time)
-        count = count_messages(chunk)
-        out.append(Timing("framer", name, len(chunk), result, ns, count, number))
+    for impl, cls in framer_classes():
+        for name, chunk, keep, peeks in cases:
+            framer = cls(keep=keep, direction="upstream")
+            if peeks:
+                for code in keep:  # as the relay's peeks: Z noted in place, Q/P prefiltered
+                    framer.peek[code] = lambda m: may_need_look(m[5:-1], frozenset())
+            items = framer.feed(chunk)
+            assert framer.pending == 0, "the chunk must hold whole messages only"
+            frames = sum(isinstance(item, Frame) for item in items)
+            result = f"{len(items)} items, {frames} frames"
+            feed = framer.feed
+            ns, number = best_ns(lambda feed=feed, chunk=chunk: feed(chunk), opts.repeat, opts.min_time)
+            count = count_messages(chunk)
+            out.append(Timing(f"framer[{impl}]", f"[{impl}] {name}", len(chunk), result, ns, count, number))
     return out
 
 
@@ -259,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "machine": platform.machine(),
         "proxy_commit": git_commit(),
+        "framer": framer_module.IMPLEMENTATION,
         "method": f"timeit, best of {opts.repeat} repeats of >= {opts.min_time}s each",
     }
     print("environment:")

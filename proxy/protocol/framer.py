@@ -21,13 +21,22 @@ Startup packets have no type byte; `expect_startup()` makes the next message one
 `peek` lets the owner look at a kept message that arrived whole before any copy is made: when
 its function returns False the message stays in the passthrough span (the guard's prefilter
 uses this, so a plain SELECT costs no `Frame`).
+
+Speed: the loop over whole messages nobody keeps runs in C (`_scan.c`, built by setup.py when a
+compiler is there). `Framer` uses it when it is built and matches its source; `PyFramer` never
+does and is the reference the tests hold the compiled path to. `IMPLEMENTATION` says which one
+`Framer` is; the module logs it once at import. `ELECTRIC_PROXY_FRAMER=python` forces pure Python.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from struct import Struct
-from typing import Final, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 
 from proxy.errors import ProtocolError
 from proxy.protocol.codes import MESSAGE_MAX_LENGTH, STARTUP_MAX_LENGTH, STARTUP_MIN_LENGTH
@@ -36,6 +45,33 @@ STARTUP: Final = -1  # the `type` of a startup-phase packet, which carries no ty
 _INT32: Final = Struct("!I")
 _TYPED_HEADER: Final = 5
 _STARTUP_HEADER: Final = 4
+
+logger = logging.getLogger(__name__)
+
+# scan(data, pos, keep, max_length) -> the position of the first message Python must look at.
+Scan = Callable[[memoryview, int, bytearray, int], int]
+
+
+def _load_scan() -> tuple[Scan | None, int, str]:
+    """The compiled scanner, or None; and the level and text of the line that says which."""
+    if os.environ.get("ELECTRIC_PROXY_FRAMER", "").lower() == "python":
+        return None, logging.INFO, "python (ELECTRIC_PROXY_FRAMER=python)"
+    try:
+        from proxy.protocol import _scan
+    except ImportError as exc:
+        return None, logging.WARNING, f"python, slower (no compiled scanner: {exc})"
+    source = Path(__file__).with_name("_scan.c")
+    # Only an editable install has the source beside the module; there it may have changed since
+    # the build, and a stale scanner must not run.
+    if source.exists() and hashlib.sha256(source.read_bytes()).hexdigest() != _scan.SOURCE_SHA256:
+        why = "python, slower (the compiled scanner is older than _scan.c: reinstall to rebuild it)"
+        return None, logging.WARNING, why
+    return _scan.scan, logging.INFO, "c (compiled scanner)"
+
+
+_SCAN, _LEVEL, _WHY = _load_scan()
+IMPLEMENTATION: Final = "c" if _SCAN is not None else "python"
+logger.log(_LEVEL, "framer: %s", _WHY)  # imported after logging is configured (proxy.cli)
 
 
 class Frame(NamedTuple):
@@ -59,6 +95,8 @@ Item = Frame | memoryview
 
 class Framer:
     """Splits one direction of a connection into messages; see the module docstring."""
+
+    scan: ClassVar[Scan | None] = _SCAN
 
     __slots__ = ("_buf", "_keep", "_max_length", "_skip", "_startup", "contiguous", "direction", "peek")
 
@@ -115,6 +153,7 @@ class Framer:
             pos += take
         keep = self._keep
         unpack = _INT32.unpack_from
+        scan = type(self).scan  # through the class: a plain function must not be bound
         while pos < end:
             if self._startup:
                 if start < pos:
@@ -122,6 +161,10 @@ class Framer:
                 pos = self._begin_startup(view, pos, out)
                 start = pos
                 continue
+            if scan is not None:
+                pos = scan(view, pos, keep, self._max_length)  # whole messages nobody keeps
+                if pos == end:
+                    break
             if end - pos < _TYPED_HEADER:
                 self._hold(view, start, pos, out)
                 return out
@@ -210,6 +253,12 @@ class Framer:
         out.append(Frame(STARTUP, bytes(view[pos : pos + total])))
         self._startup = False
         return pos + total
+
+
+class PyFramer(Framer):
+    """The pure-Python framer: the reference for the compiled scanner, and the fallback."""
+
+    scan: ClassVar[Scan | None] = None
 
 
 def _check_startup_length(length: int) -> int:

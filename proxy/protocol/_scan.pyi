@@ -1,0 +1,3 @@
+SOURCE_SHA256: str
+
+def scan(data: memoryview, pos: int, keep: bytearray, max_length: int, /) -> int: ...
