@@ -161,7 +161,7 @@ class Framer:
                 pos = self._begin_startup(view, pos, out)
                 start = pos
                 continue
-            if scan is not None:
+            if scan is not None and not keep[view[pos]]:  # a kept one first: nothing to skip
                 pos = scan(view, pos, keep, self._max_length)  # whole messages nobody keeps
                 if pos == end:
                     break
