@@ -546,6 +546,10 @@ class GuardLink:
             changed = True
         return messages.encode_error_fields(fields) if changed else frame.raw
 
+    @property
+    def wants_ready(self) -> bool:  # False: on_ready would only return the frame (the relay skips it)
+        return not (self.migration.settled and not self._query_tagged and not self._encoding_unsure)
+
     def on_ready(self, frame: Frame) -> bytes | None:
         """Called by the session for every ReadyForQuery before it is forwarded."""
         status = frame.raw[5]

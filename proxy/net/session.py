@@ -402,6 +402,7 @@ class Session(asyncio.Protocol):
     def _start_relay(self) -> None:
         """Switch from frames to bytes: replay what arrived early, then relay in callbacks."""
         self._upstream_handlers[Backend.READY_FOR_QUERY] = self._note_ready
+        self._upstream_framer.peek[Backend.READY_FOR_QUERY] = self._peek_ready
         self._client_framer.set_keep(self._client_handlers)
         self._upstream_framer.set_keep(self._upstream_handlers)
         self.relaying = True
@@ -455,6 +456,9 @@ class Session(asyncio.Protocol):
         if self._holds:
             items = self._feed_hold(items)
             contiguous = False
+        elif contiguous and len(items) == 1 and not isinstance(items[0], Frame):
+            client.write(data)  # the hot path: the whole reply, ReadyForQuery noted by its peek
+            return
         self._forward(items, data, contiguous, self._upstream_handlers, client)
 
     def _forward(
@@ -512,13 +516,24 @@ class Session(asyncio.Protocol):
         if data:
             self._write_client(data)
 
+    def _peek_ready(self, message: memoryview) -> bool:
+        """A ReadyForQuery that arrived whole: noted in place, with no Frame, when nobody waits
+        for it; True hands it to `_note_ready` instead."""
+        link = self.guard_link
+        if self._draining or self._holds or (link is not None and link.wants_ready):
+            return True
+        self.status = message[5]
+        self.busy = False
+        return False
+
     def _note_ready(self, frame: Frame) -> bytes | None:
         self.status = frame.raw[5]  # compared with TransactionStatus members; no enum per query
         self.busy = False
         if self._draining and self.status == TransactionStatus.IDLE:
             asyncio.get_running_loop().call_soon(self.terminate)
-        if self.guard_link is not None:
-            return self.guard_link.on_ready(frame)
+        link = self.guard_link
+        if link is not None and link.wants_ready:
+            return link.on_ready(frame)
         return frame.raw
 
     def _note_backend_key(self, frame: Frame) -> bytes:
