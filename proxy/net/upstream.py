@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Protocol
@@ -162,6 +163,30 @@ def tls_context(target: UpstreamTarget) -> ssl.SSLContext:
     )
 
 
+# Built once per target: `create_default_context` loads the system trust store, tens of ms per
+# connection otherwise. Keyed on the CA file's identity too, so a replaced sslrootcert is read again.
+_TLS_CONTEXTS: dict[tuple[UpstreamTarget, tuple[int, ...]], ssl.SSLContext] = {}
+
+
+def cached_tls_context(target: UpstreamTarget) -> ssl.SSLContext:
+    """`tls_context(target)`, reused while the target and its sslrootcert file are unchanged."""
+    key = (target, _file_identity(target.sslrootcert))
+    context = _TLS_CONTEXTS.get(key)
+    if context is None:
+        context = tls_context(target)
+        _TLS_CONTEXTS.clear()  # one upstream per process: drop contexts of replaced files
+        _TLS_CONTEXTS[key] = context
+    return context
+
+
+def _file_identity(path: str) -> tuple[int, ...]:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return (-1,)  # missing: tls_context raises, and nothing is cached
+    return (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else ()
+
+
 def _server_hostname(host: str) -> str:
     """The name verify-full checks: a DNS name (also sent as SNI) or an IP address, which the
     ssl module matches against the certificate's IP SANs and never sends as SNI."""
@@ -215,7 +240,7 @@ async def _negotiate_tls(
             tls = await loop.start_tls(
                 transport,
                 protocol,
-                tls_context(target),
+                cached_tls_context(target),
                 server_hostname=_server_hostname(target.host),
                 ssl_handshake_timeout=target.connect_timeout,
             )
