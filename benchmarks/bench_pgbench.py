@@ -47,6 +47,14 @@ PGBOUNCER_BIN: Final = Path("/usr/sbin/pgbouncer")
 PGBOUNCER_INSTALL_HINT: Final = "apt-get install -y pgbouncer"
 ALL_TARGETS: Final = ("direct", "pgbouncer", "proxy")
 ALL_MODES: Final = ("simple", "extended", "prepared")
+# A cell is MODE[@CLIENTS][+C]: MODE is a -M protocol (pgbench -S) or `tpcb` (the builtin
+# tpcb-like script, simple protocol); @N overrides -c; +C connects per transaction (pgbench -C).
+_CELL: Final = re.compile(r"(simple|extended|prepared|tpcb)(?:@([1-9][0-9]*))?(\+C)?")
+FULL_CELLS: Final = (
+    *(f"{mode}@{clients}" for clients in (1, 8, 32) for mode in ALL_MODES),
+    "tpcb@8",
+    "simple@4+C",
+)
 GOAL_VS_PGBOUNCER: Final = 0.80
 # A variant (e.g. the guard) against the baseline variant (e.g. the plain relay).
 GOAL_VS_BASELINE: Final = 0.95
@@ -121,6 +129,44 @@ def _csv_choice(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def _cells(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if items == ("full",):
+        return FULL_CELLS
+    bad = [item for item in items if not _CELL.fullmatch(item)]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected MODE[@CLIENTS][+C],... with MODE in {','.join(ALL_MODES)},tpcb, or `full`; got {bad}"
+        )
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """What one table measures: pgbench's protocol, script, client count and connection reuse."""
+
+    name: str
+    protocol: str
+    select_only: bool
+    clients: int
+    jobs: int
+    connect: bool
+
+    @classmethod
+    def parse(cls, name: str, opts: Options) -> Cell:
+        match = _CELL.fullmatch(name)
+        assert match is not None, name  # checked by the parser
+        mode, clients, connect = match.groups()
+        n = int(clients) if clients else opts.clients
+        protocol = "simple" if mode == "tpcb" else mode
+        return cls(name, protocol, mode != "tpcb", n, min(opts.jobs, n), connect is not None)
+
+    def args(self) -> list[str]:
+        script = ["-S"] if self.select_only else []
+        flags = ["-C"] if self.connect else []
+        return [*script, "-M", self.protocol, *flags, "-c", str(self.clients), "-j", str(self.jobs)]
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -164,7 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=int, default=2, help="seconds of unrecorded warm-up per mode and target (0: none)"
     )
     parser.add_argument(
-        "--modes", type=_csv_choice(ALL_MODES), default=ALL_MODES, help="default simple,extended,prepared"
+        "--modes",
+        "--cells",
+        type=_cells,
+        default=ALL_MODES,
+        help="cells MODE[@CLIENTS][+C], comma-separated; MODE: simple, extended, prepared (-S) or tpcb; "
+        "@N: clients; +C: connect per transaction; `full`: " + ",".join(FULL_CELLS) + " "
+        "(default simple,extended,prepared at --clients)",
     )
     parser.add_argument("--scale", type=_positive, default=10, help="pgbench -i -s (default 10)")
     parser.add_argument("--workers", type=_positive, default=1, help="proxy `serve --workers` (default 1)")
@@ -592,7 +644,8 @@ class PgbenchOutput:
     latency_ms: float | None = None
 
 
-_TPS = re.compile(r"^tps = ([\d.]+) \(without initial connection time\)", re.M)
+# -C runs report "including reconnection times" instead.
+_TPS = re.compile(r"^tps = ([\d.]+) \((?:without initial connection|including reconnection) times?\)", re.M)
 _TXNS = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
 _FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
 _LATENCY = re.compile(r"^latency average = ([\d.]+) ms", re.M)
@@ -621,6 +674,9 @@ class Run:
     transactions: int | None = None
     failed: int | None = None
     latency_ms: float | None = None
+    p50_ms: float | None = None  # from pgbench's per-transaction log (-l)
+    p99_ms: float | None = None
+    p999_ms: float | None = None
     exit_code: int | None = None
     error: str | None = None
     hop_cpu_s: float | None = None  # proxy / pgbouncer process tree
@@ -639,13 +695,31 @@ class Run:
         return seconds * 1e6 / self.transactions
 
 
-def pgbench_command(target: Target, opts: Options, mode: str, duration: int) -> list[str]:
+def pgbench_command(target: Target, opts: Options, mode: str, duration: int, log_prefix: Path) -> list[str]:
     return [
-        opts.pgbench, "-n", "-S", "-M", mode,
-        "-c", str(opts.clients), "-j", str(opts.jobs), "-T", str(duration),
-        "--verbose-errors",
+        opts.pgbench, "-n", *Cell.parse(mode, opts).args(), "-T", str(duration),
+        "--verbose-errors", "-l", f"--log-prefix={log_prefix}",
         "-h", HOST, "-p", str(target.port), "-U", USER, DB,
     ]  # fmt: skip
+
+
+def latency_percentiles(directory: Path) -> tuple[float, float, float] | None:
+    """p50, p99 and p99.9 in ms over every transaction in pgbench's per-transaction logs.
+
+    Each line is `client_id transaction_no time_us script_no time_epoch time_us_part`.
+    """
+    latencies: list[int] = []
+    for log in directory.glob("pgbench_log*"):
+        with log.open() as lines:
+            latencies += [int(line.split(maxsplit=3)[2]) for line in lines if line.strip()]
+    if not latencies:
+        return None
+    latencies.sort()
+
+    def at(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000
+
+    return at(0.50), at(0.99), at(0.999)
 
 
 def run_pgbench(target: Target, opts: Options, mode: str, round_no: int, duration: int) -> Run:
@@ -654,23 +728,27 @@ def run_pgbench(target: Target, opts: Options, mode: str, round_no: int, duratio
     if reason is not None:
         run.error = f"not running before the run: {reason}"
         return run
-    cmd = pgbench_command(target, opts, mode, duration)
-    hop0 = target.cpu() if target.cpu else None
-    box0, t0 = box_busy_cpu_seconds(), time.monotonic()
-    try:
-        done = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            env=client_env(),
-            timeout=duration + PGBENCH_GRACE_S,
-            check=False,
-        )
-        stdout, run.stderr, run.exit_code = done.stdout, done.stderr, done.returncode
-    except subprocess.TimeoutExpired as exc:
-        stdout, run.stderr = _text(exc.stdout), _text(exc.stderr)
-        run.error = f"pgbench hung: killed after {duration + PGBENCH_GRACE_S:.0f}s"
-    run.wall_s = time.monotonic() - t0
+    with tempfile.TemporaryDirectory(prefix="pgbench-log-") as logs:
+        cmd = pgbench_command(target, opts, mode, duration, Path(logs) / "pgbench_log")
+        hop0 = target.cpu() if target.cpu else None
+        box0, t0 = box_busy_cpu_seconds(), time.monotonic()
+        try:
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                env=client_env(),
+                timeout=duration + PGBENCH_GRACE_S,
+                check=False,
+            )
+            stdout, run.stderr, run.exit_code = done.stdout, done.stderr, done.returncode
+        except subprocess.TimeoutExpired as exc:
+            stdout, run.stderr = _text(exc.stdout), _text(exc.stderr)
+            run.error = f"pgbench hung: killed after {duration + PGBENCH_GRACE_S:.0f}s"
+        run.wall_s = time.monotonic() - t0
+        percentiles = latency_percentiles(Path(logs))
+    if percentiles is not None:
+        run.p50_ms, run.p99_ms, run.p999_ms = percentiles
     run.box_cpu_s = box_busy_cpu_seconds() - box0
     if target.cpu and hop0 is not None:
         with contextlib.suppress(OSError):
@@ -778,6 +856,9 @@ class Row:
     vs_baseline: float | None = None
     hop_us: float | None = None
     box_us: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
     ok_runs: int = 0
     runs: int = 0
     high_load_runs: int = 0
@@ -789,7 +870,7 @@ def summarize(target: Target, runs: Sequence[Run], mode: str, opts: Options) -> 
     mine = [r for r in runs if r.mode == mode and r.target == target.name and r.round > 0]
     good = [r for r in mine if r.ok]
     row.runs, row.ok_runs = len(mine), len(good)
-    row.high_load_runs = sum(r.load1_start > opts.clients for r in mine)
+    row.high_load_runs = sum(r.load1_start > Cell.parse(mode, opts).clients for r in mine)
     tps = [r.tps for r in good if r.tps is not None]
     if tps:
         row.median_tps, row.min_tps, row.max_tps = statistics.median(tps), min(tps), max(tps)
@@ -799,6 +880,9 @@ def summarize(target: Target, runs: Sequence[Run], mode: str, opts: Options) -> 
         row.vs_baseline = paired_ratio(runs, mode, target.name, opts.baseline)
     row.hop_us = _median([r.us_per_query(r.hop_cpu_s) for r in good])
     row.box_us = _median([r.us_per_query(r.box_cpu_s) for r in good])
+    row.p50_ms = _median([r.p50_ms for r in good])
+    row.p99_ms = _median([r.p99_ms for r in good])
+    row.p999_ms = _median([r.p999_ms for r in good])
     return row
 
 
@@ -828,12 +912,12 @@ class Table:
         if len(opts.variants) > 1:
             title = f"vs {opts.baseline}"
             columns.append((title, max(9, len(title))))
-        columns += [("proxy CPU µs/q", 14), ("box CPU µs/q", 12), ("ok/runs", 7)]
+        columns += [("proxy CPU µs/q", 14), ("box CPU µs/q", 12), ("p50/p99/p99.9 ms", 20), ("ok/runs", 7)]
         return cls(tuple(columns))
 
     @property
     def has_baseline(self) -> bool:
-        return len(self.columns) == 9
+        return len(self.columns) == 10
 
     def line(self, cells: Sequence[str]) -> str:
         first, *rest = (
@@ -859,7 +943,8 @@ class Table:
         ]
         if self.has_baseline:
             cells.append(_fmt(row.vs_baseline, ".2f"))
-        cells += [_fmt(row.hop_us, ".1f"), _fmt(row.box_us, ".1f"), f"{row.ok_runs}/{row.runs}"]
+        latency = "/".join(_fmt(v, ".2f") for v in (row.p50_ms, row.p99_ms, row.p999_ms))
+        cells += [_fmt(row.hop_us, ".1f"), _fmt(row.box_us, ".1f"), latency, f"{row.ok_runs}/{row.runs}"]
         return self.line(cells)
 
 
@@ -867,16 +952,17 @@ def mode_report(targets: Sequence[Target], runs: Sequence[Run], mode: str, opts:
     table = Table.build(targets, opts)
     rows = [summarize(t, runs, mode, opts) for t in targets]
     header = table.header
+    cell = Cell.parse(mode, opts)
     lines = [
-        f"mode {mode}: pgbench -n -S -M {mode} -c {opts.clients} -j {opts.jobs} -T {opts.duration}, "
-        f"{opts.rounds} round(s); ratios = median of per-round paired ratios",
+        f"cell {mode}: pgbench -n {' '.join(cell.args())} -T {opts.duration}, "
+        f"{opts.rounds} round(s); ratios = median of per-round paired ratios; latency: medians over runs",
         header,
         "-" * len(header),
         *(table.row(row) for row in rows),
     ]
     loaded = sum(row.high_load_runs for row in rows)
     if loaded:
-        lines.append(f"note: {loaded} run(s) started with 1-min load average > {opts.clients} (noisy)")
+        lines.append(f"note: {loaded} run(s) started with 1-min load average > {cell.clients} (noisy)")
     return lines
 
 
