@@ -59,6 +59,7 @@ GOAL_VS_PGBOUNCER: Final = 0.80
 # A variant (e.g. the guard) against the baseline variant (e.g. the plain relay).
 GOAL_VS_BASELINE: Final = 0.95
 DEFAULT_VARIANT: Final = "proxy"
+WORKERS_ENV: Final = "ELECTRIC_PROXY_LISTEN_WORKERS"
 BASELINE_PREFERRED: Final = "relay"
 _LABEL: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 # Splits "A=1,B=x,y" into "A=1" and "B=x,y": a comma starts a new pair only before NAME=.
@@ -569,8 +570,10 @@ class ProxyProcess:
         ]  # fmt: skip
 
     def _workers_args(self) -> list[str]:
-        """`--workers N`, unless --proxy-arg already sets it (one value in the stamp, not two)."""
+        """`--workers N`, unless --proxy-arg already sets it (one value in the stamp, not two) or the
+        variant does (ELECTRIC_PROXY_LISTEN_WORKERS=2: a two-worker proxy beside one-worker ones)."""
         given = any(a == "--workers" or a.startswith("--workers=") for a in self.opts.proxy_args)
+        given = given or WORKERS_ENV in self.variant.env
         return [] if given else ["--workers", str(self.opts.workers)]
 
     def env(self) -> dict[str, str]:
