@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import statistics
 import sys
 import threading
@@ -40,6 +41,7 @@ import uvloop
 from proxy.config import load_config
 from proxy.embedded import EmbeddedPostgres
 from proxy.net import session as session_module
+from proxy.net import upstream as upstream_module
 from proxy.net.server import ProxyServer
 
 USER = PASSWORD = "postgres"
@@ -54,6 +56,12 @@ class Seen:
 
 
 SEEN = Seen()
+SOCKET_CAP = {"bytes": 0}  # SO_RCVBUF of the upstream socket and SO_SNDBUF of the client's; 0: kernel's
+
+
+def _cap(transport: Any, option: int) -> None:
+    if SOCKET_CAP["bytes"]:
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, option, SOCKET_CAP["bytes"])
 
 
 def instrument() -> None:
@@ -67,6 +75,20 @@ def instrument() -> None:
             SEEN.max_client_buffer = max(SEEN.max_client_buffer, self.client.get_write_buffer_size())
 
     session_module.Session.upstream_data = upstream_data  # type: ignore[method-assign]
+
+    client_made = session_module.Session.connection_made
+    upstream_made = upstream_module.UpstreamProtocol.connection_made
+
+    def connection_made(self: session_module.Session, transport: Any) -> None:
+        _cap(transport, socket.SO_SNDBUF)
+        client_made(self, transport)
+
+    def upstream_connection_made(self: upstream_module.UpstreamProtocol, transport: Any) -> None:
+        _cap(transport, socket.SO_RCVBUF)
+        upstream_made(self, transport)
+
+    session_module.Session.connection_made = connection_made  # type: ignore[method-assign]
+    upstream_module.UpstreamProtocol.connection_made = upstream_connection_made  # type: ignore[method-assign]
 
 
 class InProcessProxy:
@@ -130,11 +152,18 @@ def kernel_buffers() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--high-water", default="16,64,256", help="KiB, comma-separated (default 16,64,256)")
+    parser.add_argument(
+        "--socket-buffers",
+        default="0",
+        help="KiB for the proxy's upstream SO_RCVBUF and client SO_SNDBUF, comma-separated; 0: the kernel's "
+        "autotuning (default 0)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=3_000_000, help="rows in the throughput COPY")
     parser.add_argument("--stall", type=float, default=0.5, help="seconds the slow reader waits")
     opts = parser.parse_args(argv)
     marks = [int(k) * 1024 for k in opts.high_water.split(",")]
+    caps = [int(k) * 1024 for k in opts.socket_buffers.split(",")]
     instrument()
     with contextlib.ExitStack() as stack:
         pg = EmbeddedPostgres(user=USER, password=PASSWORD)
@@ -147,11 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kernel: {kernel_buffers()}; default high-water {session_module._HIGH_WATER // 1024} KiB")
         results: dict[str, dict[str, list[float]]] = {}
         for round_no in range(1, opts.rounds + 1):
-            for label, dsn, mark in [
-                ("direct", direct, 0),
-                *((f"proxy hw={m // 1024}K", via, m) for m in marks),
-            ]:
+            targets = [("direct", direct, 0, 0)]
+            for cap in caps:
+                sock = f" sock={cap // 1024}K" if cap else ""
+                targets += [(f"proxy hw={m // 1024}K{sock}", via, m, cap) for m in marks]
+            for label, dsn, mark, cap in targets:
                 session_module._HIGH_WATER = mark or session_module._HIGH_WATER  # type: ignore[misc]
+                SOCKET_CAP["bytes"] = cap
                 for key, value in measure(dsn, opts).items():
                     results.setdefault(label, {}).setdefault(key, []).append(value)
             print(f"round {round_no}/{opts.rounds} done", file=sys.stderr)
@@ -181,7 +212,7 @@ def report(results: dict[str, dict[str, list[float]]], opts: argparse.Namespace)
         f"\nmedians over {opts.rounds} rounds; COPY of {opts.rows:,} rows; cancel after a {opts.stall}s stall"
     )
     header = (
-        f"{'target':18} {'COPY s':>7} {'read median':>11} {'read max':>9} "
+        f"{'target':26} {'COPY s':>7} {'read median':>11} {'read max':>9} "
         f"{'client buf max':>14} {'bytes after cancel':>18} {'cancelled':>9}"
     )
     print(header)
@@ -194,7 +225,7 @@ def report(results: dict[str, dict[str, list[float]]], opts: argparse.Namespace)
             f"{_size(med['read_median'], proxied):>11} {_size(med['read_max'], proxied):>9} "
             f"{_size(med['client_buffer_max'], proxied):>14}"
         )
-        print(f"{label:18} {med['copy_s']:7.2f} {sizes} {med['bytes_after_cancel']:18,.0f} {cancelled:>9}")
+        print(f"{label:26} {med['copy_s']:7.2f} {sizes} {med['bytes_after_cancel']:18,.0f} {cancelled:>9}")
 
 
 def _size(value: float, proxied: bool) -> str:
