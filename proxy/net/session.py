@@ -520,8 +520,8 @@ class Session(asyncio.Protocol):
         """A ReadyForQuery that arrived whole: noted in place, with no Frame, when nobody waits
         for it; True hands it to `_note_ready` instead."""
         link = self.guard_link
-        if self._draining or self._holds or (link is not None and link.wants_ready):
-            return True
+        if self._draining or self._holds or self._filters or (link is not None and link.wants_ready):
+            return True  # held or filtered replies need every message framed
         self.status = message[5]
         self.busy = False
         return False
