@@ -124,6 +124,21 @@ def copy_out(dsn: str, rows: int) -> float:
         return time.perf_counter() - started
 
 
+def copy_in(dsn: str, megabytes: int) -> float:
+    """Seconds to send `megabytes` MB of rows with COPY FROM STDIN, in 64 KiB writes."""
+    line = b"%09d\n"
+    block = b"".join(line % i for i in range(6_553))  # 65,530 bytes
+    blocks = megabytes * 1_000_000 // len(block)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_copy_in (n int)")
+        conn.execute("TRUNCATE bench_copy_in")
+        started = time.perf_counter()
+        with conn.cursor().copy("COPY bench_copy_in FROM STDIN") as copy:
+            for _ in range(blocks):
+                copy.write(block)
+        return time.perf_counter() - started
+
+
 def cancel_late(dsn: str, stall: float) -> tuple[int, bool]:
     """Bytes read after the cancel was sent, and whether the COPY was cancelled."""
     after = 0
@@ -158,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="KiB for the proxy's upstream SO_RCVBUF and client SO_SNDBUF, comma-separated; 0: the kernel's "
         "autotuning (default 0)",
     )
+    parser.add_argument("--copy-in-mb", type=int, default=0, help="also time a COPY FROM STDIN of this size")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=3_000_000, help="rows in the throughput COPY")
     parser.add_argument("--stall", type=float, default=0.5, help="seconds the slow reader waits")
@@ -198,6 +214,7 @@ def measure(dsn: str, opts: argparse.Namespace) -> dict[str, float]:
     buffered = SEEN.max_client_buffer
     after, cancelled = cancel_late(dsn, opts.stall)
     return {
+        "copy_in_s": copy_in(dsn, opts.copy_in_mb) if opts.copy_in_mb else 0.0,
         "copy_s": seconds,
         "read_median": reads[len(reads) // 2],
         "read_max": reads[-1],
@@ -212,7 +229,7 @@ def report(results: dict[str, dict[str, list[float]]], opts: argparse.Namespace)
         f"\nmedians over {opts.rounds} rounds; COPY of {opts.rows:,} rows; cancel after a {opts.stall}s stall"
     )
     header = (
-        f"{'target':26} {'COPY s':>7} {'read median':>11} {'read max':>9} "
+        f"{'target':26} {'COPY out s':>10} {'COPY in s':>9} {'read median':>11} {'read max':>9} "
         f"{'client buf max':>14} {'bytes after cancel':>18} {'cancelled':>9}"
     )
     print(header)
@@ -225,7 +242,8 @@ def report(results: dict[str, dict[str, list[float]]], opts: argparse.Namespace)
             f"{_size(med['read_median'], proxied):>11} {_size(med['read_max'], proxied):>9} "
             f"{_size(med['client_buffer_max'], proxied):>14}"
         )
-        print(f"{label:26} {med['copy_s']:7.2f} {sizes} {med['bytes_after_cancel']:18,.0f} {cancelled:>9}")
+        copies = f"{med['copy_s']:10.2f} {med['copy_in_s']:9.2f}"
+        print(f"{label:26} {copies} {sizes} {med['bytes_after_cancel']:18,.0f} {cancelled:>9}")
 
 
 def _size(value: float, proxied: bool) -> str:
