@@ -123,8 +123,11 @@ class Session(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()
         if self.upstream is not None:
-            # The backend sees EOF, rolls back any open transaction and exits.
-            self.upstream.close()
+            # Abort, not close: a graceful close waits on the backend (a TLS close_notify, a
+            # Terminate) that a busy backend will not read until its query ends. Dropping the
+            # socket lets it notice at once (client_connection_check_interval), roll back any
+            # open transaction and exit, as a direct client's vanishing would.
+            self.upstream.abort()
         if self.status != TransactionStatus.IDLE:
             self.log.info("client disconnected mid-transaction; upstream connection closed")
         else:
@@ -707,8 +710,11 @@ class Session(asyncio.Protocol):
             self.client.write(messages.error_response(error))
             self.client.close()
         if self.upstream is not None:
-            self.upstream.write(messages.terminate())
-            self.upstream.close()
+            if self.busy:
+                self.upstream.abort()  # a backend in a query would read no Terminate; see connection_lost
+            else:
+                self.upstream.write(messages.terminate())
+                self.upstream.close()
 
     def _abort(self) -> None:
         self._closing = True

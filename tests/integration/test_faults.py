@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +19,7 @@ from proxy.net.server import free_port
 from proxy.protocol import messages
 from proxy.protocol.codes import PROTOCOL_3_0, PROTOCOL_3_2
 from proxy.protocol.framer import Frame, Framer
+from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, server_error
 
 
@@ -192,3 +198,79 @@ def test_slow_reader_does_not_make_the_proxy_buffer(proxy: RunningProxy) -> None
     assert got > 200_000_000
     sock.detach()
     conn.close()
+
+
+# -- a client killed mid-query: its backend must go at once --------------------------------------
+
+_SLEEPER = """
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True)
+conn.execute("SET client_connection_check_interval = '100ms'")
+print(conn.info.backend_pid, flush=True)
+conn.execute("SELECT pg_sleep(30)")
+"""
+
+
+@pytest.fixture(scope="module")
+def tls_pg(tls_files: tuple[Path, Path]) -> Iterator[EmbeddedPostgres]:
+    cert, key = tls_files
+    with EmbeddedPostgres(ssl_cert=cert, ssl_key=key) as server:
+        server.create_role("alice", ALICE_PASSWORD)
+        server.execute("CREATE DATABASE app OWNER alice")
+        yield server
+
+
+def _wait_gone(pg: EmbeddedPostgres, pid: int, timeout: float) -> float:
+    """Seconds until backend `pid` leaves pg_stat_activity (fails after `timeout`)."""
+    start = time.monotonic()
+    with pg.connect() as admin:
+        while time.monotonic() - start < timeout:
+            row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+            if row == (0,):
+                return time.monotonic() - start
+            time.sleep(0.02)
+    raise AssertionError(f"backend {pid} still there {timeout}s after its client was killed")
+
+
+def _wait_sleeping(pg: EmbeddedPostgres, pid: int) -> None:
+    deadline = time.monotonic() + 10
+    with pg.connect() as admin:
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if row is not None and row[0] == "active" and "pg_sleep" in str(row[1]):
+                return
+            time.sleep(0.02)
+    raise AssertionError("the client's query never started")
+
+
+@pytest.mark.parametrize("upstream_tls", [False, True], ids=["tcp", "tls"])
+def test_client_killed_mid_query_ends_its_backend(
+    start_proxy, pg: EmbeddedPostgres, tls_pg: EmbeddedPostgres, upstream_tls: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL a client in `pg_sleep(30)`: the busy backend must notice within ~2 s.
+
+    The proxy aborts its upstream socket; a graceful close (TLS close_notify, Terminate) would
+    wait on a backend that reads nothing until its query ends.
+    """
+    server = tls_pg if upstream_tls else pg
+    database = "app"
+    mode = "require" if upstream_tls else "disable"
+    running = start_proxy(server.url(database, user="alice", password=ALICE_PASSWORD) + f"?sslmode={mode}")
+    for _ in range(3):  # the bug showed in two runs out of three
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SLEEPER, running.dsn(dbname=database)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            pid = int(child.stdout.readline())
+            _wait_sleeping(server, pid)
+            child.send_signal(signal.SIGKILL)
+            child.wait(5)
+            assert _wait_gone(server, pid, timeout=10) < 2.0
+        finally:
+            child.kill()
+            child.wait()
