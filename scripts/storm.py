@@ -24,8 +24,8 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy.embedded import EmbeddedPostgres  # noqa: E402
-from proxy.net.server import free_port  # noqa: E402
+from proxy.embedded import EmbeddedPostgres
+from proxy.net.server import free_port
 
 PASSWORD = "storm-secret"
 
@@ -48,7 +48,9 @@ async def one_client(dsn: str, go: asyncio.Event, transactions: int, timeout: fl
     return "ok", took
 
 
-async def storm(dsn: str, clients: int, transactions: int, timeout: float) -> tuple[Counter[str], list[float]]:
+async def storm(
+    dsn: str, clients: int, transactions: int, timeout: float
+) -> tuple[Counter[str], list[float]]:
     go = asyncio.Event()
     tasks = [asyncio.create_task(one_client(dsn, go, transactions, timeout)) for _ in range(clients)]
     await asyncio.sleep(0)

@@ -34,7 +34,7 @@ from proxy.net.channel import FrameChannel, client_gone, upstream_gone
 from proxy.net.context import ProxyContext
 from proxy.net.groupfilter import GroupFilter
 from proxy.net.guardlink import GuardLink
-from proxy.net.upstream import open_upstream, peer_certificate_hash
+from proxy.net.upstream import LOGIN_TIMEOUT, open_upstream, peer_certificate_hash
 from proxy.protocol import messages, scram
 from proxy.protocol.codes import AuthRequest, Backend, TransactionStatus
 from proxy.protocol.framer import Frame, Framer
@@ -82,6 +82,8 @@ class Session(asyncio.Protocol):
         self._client_frames = FrameChannel("client")
         self._upstream_frames = FrameChannel("upstream")
         self._task: asyncio.Task[None] | None = None
+        self._deadline: asyncio.Timeout | None = None  # the start-up timeout, while it runs
+        self._waiting_on_upstream = False
         self._startup_raw = b""
         self._holds: deque[_Hold] = deque()
         self._filters: deque[GroupFilter] = deque()
@@ -182,15 +184,19 @@ class Session(asyncio.Protocol):
     async def _establish(self) -> None:
         timeout = self.ctx.config.listen.startup_timeout_ms / 1000
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as self._deadline:
                 startup = await self._negotiate()
                 if startup is None:
                     return
                 await self._login(startup, startup_raw=self._startup_raw)
             self._start_relay()
         except TimeoutError:
-            self.log.info("start-up not completed within %.1fs; closing", timeout)
-            self._abort()
+            if not self._waiting_on_upstream:
+                self.log.info("client silent: start-up not completed within %.1fs; closing", timeout)
+                self._abort()
+                return
+            address = self.ctx.target.address
+            self.fail(UpstreamError(f'timeout expired waiting for the upstream server at "{address}"'))
         except (ConnectionError, asyncio.CancelledError):
             self._abort()
         except AuthError as exc:
@@ -329,7 +335,19 @@ class Session(asyncio.Protocol):
     def _client_binding(self) -> bytes | None:
         return self.ctx.channel_binding if self.client_tls else None
 
+    def _client_part_done(self) -> None:
+        """From here on the start-up waits on the upstream, not the client.
+
+        The start-up timeout is for clients that say nothing; a client waiting on the server's own
+        login (slow in a connection storm) waits as long as the server may take, as it would
+        connected directly.
+        """
+        self._waiting_on_upstream = True
+        if self._deadline is not None:
+            self._deadline.reschedule(asyncio.get_running_loop().time() + LOGIN_TIMEOUT)
+
     async def _connect_upstream(self) -> None:
+        self._client_part_done()
         try:
             self.upstream = await open_upstream(self.ctx.target, self)
         except UpstreamError:

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import psycopg.conninfo
 
@@ -23,6 +23,10 @@ from proxy.protocol import messages, scram
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # libpq's `require_auth` methods that the proxy can answer (see `allowed_methods`).
 AUTH_METHODS = frozenset({"password", "md5", "scram-sha-256", "none"})
+# Once the server has accepted the TCP connection, its answers are its own login, and a postmaster
+# forking hundreds of backends at once is slow to give them: `connect_timeout` bounds reaching the
+# server, this bounds the login (Postgres's own `authentication_timeout` default).
+LOGIN_TIMEOUT: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +237,10 @@ async def _negotiate_tls(
 ) -> asyncio.Transport:
     answer_future = protocol.expect_ssl_answer()
     transport.write(messages.encode_ssl_request())
-    answer = await asyncio.wait_for(answer_future, target.connect_timeout)
+    try:
+        answer = await asyncio.wait_for(answer_future, LOGIN_TIMEOUT)
+    except TimeoutError:
+        raise UpstreamError(f'upstream server at "{target.address}" did not answer the SSL request') from None
     if answer == b"S":
         loop = asyncio.get_running_loop()
         try:
@@ -242,7 +249,7 @@ async def _negotiate_tls(
                 protocol,
                 cached_tls_context(target),
                 server_hostname=_server_hostname(target.host),
-                ssl_handshake_timeout=target.connect_timeout,
+                ssl_handshake_timeout=LOGIN_TIMEOUT,
             )
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             raise UpstreamError(

@@ -19,6 +19,7 @@ from proxy.net.server import free_port
 from proxy.protocol import messages
 from proxy.protocol.codes import PROTOCOL_3_0, PROTOCOL_3_2
 from proxy.protocol.framer import Frame, Framer
+from tests.integration.faultkit import StallingRelay
 from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, server_error
 
@@ -236,9 +237,7 @@ def _wait_sleeping(pg: EmbeddedPostgres, pid: int) -> None:
     deadline = time.monotonic() + 10
     with pg.connect() as admin:
         while time.monotonic() < deadline:
-            row = admin.execute(
-                "SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone()
+            row = admin.execute("SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
             if row is not None and row[0] == "active" and "pg_sleep" in str(row[1]):
                 return
             time.sleep(0.02)
@@ -274,3 +273,59 @@ def test_client_killed_mid_query_ends_its_backend(
         finally:
             child.kill()
             child.wait()
+
+
+# -- the start-up timeout is for silent clients, not for a slow upstream ----------------------------
+
+
+@pytest.mark.parametrize("sslmode", ["disable", "prefer"])
+def test_slow_upstream_login_is_not_a_startup_timeout(
+    start_proxy, pg: EmbeddedPostgres, sslmode: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The upstream accepts at once but answers late (as a postmaster in a connection storm).
+
+    The client sent everything asked of it; the proxy's start-up timeout (and the upstream's TCP
+    connect timeout) must not fire while the proxy waits on the server.
+    """
+    relay = StallingRelay(pg.port, delay=1.5)
+    try:
+        url = f"postgresql://alice:{ALICE_PASSWORD}@127.0.0.1:{relay.port}/app?sslmode={sslmode}"
+        running = start_proxy(
+            url,
+            **{
+                "listen.startup_timeout_ms": 300,
+                "upstream.connect_timeout_ms": 300,
+                "guard.enabled": False,
+            },
+        )
+        for mode in ("simple", "password"):
+            if mode == "password":
+                running = start_proxy(
+                    url,
+                    **{
+                        "listen.startup_timeout_ms": 300,
+                        "upstream.connect_timeout_ms": 300,
+                        "guard.enabled": False,
+                        "auth.mode": "password",
+                        "auth.password": "proxy-secret",
+                    },
+                )
+                dsn = running.dsn(password="proxy-secret")
+            else:
+                dsn = running.dsn()
+            with psycopg.connect(dsn, connect_timeout=10) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        relay.close()
+
+
+def test_silent_client_in_password_auth_still_times_out(start_proxy) -> None:  # type: ignore[no-untyped-def]
+    running = start_proxy(
+        **{"listen.startup_timeout_ms": 300, "auth.mode": "password", "auth.password": "proxy-secret"}
+    )
+    with raw_connect(running) as sock:
+        sock.sendall(startup())
+        start = time.monotonic()
+        frames = read_frames(sock)  # the SASL request, then nothing from us: closed
+        assert frames and frames[0].type == ord("R")
+        assert time.monotonic() - start < 3
