@@ -190,8 +190,31 @@ def _is_select_into(text: str, at: int) -> bool:
     for owner in _INTO_OWNERS:
         start = len(before) - len(owner)
         if before.endswith(owner) and (start == 0 or before[start - 1] not in _WORD_CHARS):
-            return False
+            # Only a statement's INSERT owns its INTO: `SELECT 1/insert INTO t` and
+            # `SELECT (1) insert INTO t` name a column "insert" and create t (found by fuzzing).
+            preceding = before[:start].rstrip()
+            return bool(preceding) and not preceding.endswith((";", "(")) and not _closes_cte(preceding)
     return True
+
+
+def _closes_cte(text: str) -> bool:
+    """`text` ends with the `)` of a WITH query's `AS (...)`, so an INSERT after it is a statement.
+
+    Anything the backward scan cannot read plainly (a literal, a quoted name, a comment) says no:
+    the parser decides.
+    """
+    if not text.endswith(")") or "--" in text or "/*" in text:
+        return False
+    depth = 0
+    for at in range(len(text) - 1, -1, -1):
+        char = text[at]
+        if char in "'\"$":
+            return False
+        depth += (char == ")") - (char == "(")
+        if depth == 0:
+            head = text[:at].rstrip()
+            return head.endswith("as") and (len(head) == 2 or head[-3] not in _WORD_CHARS)
+    return False
 
 
 def may_write_version(sql: bytes, tables: frozenset[bytes]) -> bool:
