@@ -48,6 +48,7 @@ class ProxyServer:
         self.ctx.versions = VersionRecognizer(overrides=config.catalog.version_table_overrides())
         self._server: asyncio.Server | None = None
         self.drift: list[DriftWatcher] = []
+        self._stop_now = False
 
     async def start(self, *, reuse_port: bool = False) -> None:
         listen = self.config.listen
@@ -119,7 +120,7 @@ class ProxyServer:
         for session in sessions:
             session.drain()
         deadline = asyncio.get_running_loop().time() + grace
-        while self.ctx.sessions and asyncio.get_running_loop().time() < deadline:
+        while self.ctx.sessions and asyncio.get_running_loop().time() < deadline and not self._stop_now:
             await asyncio.sleep(0.05)
         for session in list(self.ctx.sessions):
             self.ctx.stats.forced_closes += 1
@@ -129,6 +130,12 @@ class ProxyServer:
         if self.ctx.catalog is not None:
             await self.ctx.catalog.close()
         await self.ctx.close()
+
+    def stop_now(self) -> None:
+        """Cut the drain short: every connection still open is closed at once."""
+        if not self._stop_now:
+            logger.info("shutdown requested again: closing %d connection(s) now", len(self.ctx.sessions))
+        self._stop_now = True
 
 
 class _Refuse(asyncio.Protocol):
@@ -220,6 +227,8 @@ async def _main(config: Config, *, reuse_port: bool, metrics: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     logger.info("shutdown requested")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop_now)  # a second signal means now
     await server.shutdown()
     if http is not None:
         http.shutdown()

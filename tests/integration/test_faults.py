@@ -7,8 +7,9 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,7 @@ from proxy.protocol import messages
 from proxy.protocol.codes import PROTOCOL_3_0, PROTOCOL_3_2
 from proxy.protocol.framer import Frame, Framer
 from tests.integration.faultkit import StallingRelay
+from tests.integration.test_process import ServeProcess, clean_env, wait_for_port
 from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, server_error
 
@@ -329,3 +331,210 @@ def test_silent_client_in_password_auth_still_times_out(start_proxy) -> None:  #
         frames = read_frames(sock)  # the SASL request, then nothing from us: closed
         assert frames and frames[0].type == ord("R")
         assert time.monotonic() - start < 3
+
+
+# -- the upstream restarted, stopped, or down at start ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> Iterator[EmbeddedPostgres]:
+    """A server these tests may stop and restart."""
+    with EmbeddedPostgres() as server:
+        server.create_role("alice", ALICE_PASSWORD)
+        server.execute("CREATE DATABASE app OWNER alice")
+        yield server
+
+
+def _own_url(pg: EmbeddedPostgres) -> str:
+    return pg.url("app", user="alice", password=ALICE_PASSWORD) + "?sslmode=disable"
+
+
+def _sleeping_query(dsn: str) -> tuple[threading.Thread, list[BaseException | None]]:
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("SELECT pg_sleep(20)")
+            outcome.append(None)
+        except BaseException as exc:  # the error is the outcome
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("shutdown", [signal.SIGINT, signal.SIGQUIT], ids=["fast", "immediate"])
+def test_upstream_restart_ends_sessions_with_an_error_then_serves_again(
+    start_proxy, own_pg: EmbeddedPostgres, shutdown: signal.Signals
+) -> None:  # type: ignore[no-untyped-def]
+    running = start_proxy(_own_url(own_pg), **{"guard.enabled": False})
+    idle = psycopg.connect(running.dsn(), autocommit=True)
+    busy, outcome = _sleeping_query(running.dsn())
+    _wait_sleeping_any(own_pg)
+    stop_server(own_pg, shutdown)
+    try:
+        busy.join(5)
+        assert outcome and isinstance(outcome[0], psycopg.OperationalError), outcome
+        with pytest.raises(psycopg.OperationalError):
+            idle.execute("SELECT 1")
+        # Unreachable now: a clear 08006 at once, not a hang.
+        start = time.monotonic()
+        error = server_error(running.url(sslmode="disable"))
+        assert error.sqlstate == "08006"  # type: ignore[attr-defined]
+        assert time.monotonic() - start < 3
+    finally:
+        start_server(own_pg)
+        idle.close()
+    with psycopg.connect(running.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    _wait_for(lambda: running.session_count() == 0, "dead sessions left behind")
+    assert running.stats.upstream_connections == 0
+
+
+def test_upstream_down_at_start_then_up(start_proxy, own_pg: EmbeddedPostgres) -> None:  # type: ignore[no-untyped-def]
+    stop_server(own_pg, signal.SIGINT)
+    try:
+        running = start_proxy(_own_url(own_pg))
+        assert server_error(running.url(sslmode="disable")).sqlstate == "08006"  # type: ignore[attr-defined]
+    finally:
+        start_server(own_pg)
+    with psycopg.connect(running.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    catalog = running.server.ctx.catalog
+    assert catalog is not None
+    running.call(catalog.watcher("app").wait_ready(30), timeout=40)  # the catalog recovers by itself
+
+
+def stop_server(pg: EmbeddedPostgres, how: signal.Signals) -> None:
+    """Shut the postmaster down (SIGINT: fast, SIGQUIT: immediate) and wait for it."""
+    proc = pg._proc
+    assert proc is not None
+    proc.send_signal(how)
+    proc.wait(30)
+
+
+def start_server(pg: EmbeddedPostgres) -> None:
+    if pg._proc is not None and pg._proc.poll() is None:
+        return
+    pg._proc = None
+    pg._launch(time.monotonic() + 60)
+
+
+def _wait_sleeping_any(pg: EmbeddedPostgres) -> None:
+    def sleeping() -> bool:
+        with pg.connect() as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchone()
+        return row is not None and row[0] > 0
+
+    _wait_for(sleeping, "the query never started")
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+# -- the proxy itself killed or stopped ---------------------------------------------------------------
+
+
+@pytest.fixture
+def served(tmp_path: Path, upstream_url: str) -> Iterator[ServeProcess]:
+    proc = ServeProcess(
+        "--upstream",
+        upstream_url,
+        cwd=tmp_path,
+        env=clean_env(ELECTRIC_PROXY_SHUTDOWN_DRAIN_TIMEOUT_MS="20000"),
+    )
+    wait_for_port(proc.port, proc.proc)
+    yield proc
+    proc.stop()
+
+
+def _served_dsn(port: int) -> str:
+    return f"host=127.0.0.1 port={port} user=alice password={ALICE_PASSWORD} dbname=app sslmode=disable"
+
+
+def test_proxy_killed_mid_migration_leaves_nothing(served: ServeProcess, pg: EmbeddedPostgres) -> None:
+    """SIGKILL the proxy inside a migration: Postgres rolls it back, the history holds nothing."""
+    conn = psycopg.connect(_served_dsn(served.port))
+    conn.execute("CREATE TABLE killed_migration (id int)")
+    conn.execute("ALTER TABLE killed_migration ADD COLUMN note text")
+    pid = conn.info.backend_pid
+    served.proc.send_signal(signal.SIGKILL)
+    served.proc.wait(10)
+    _wait_gone(pg, pid, timeout=10)
+    with pg.connect("app") as admin:
+        assert admin.execute("SELECT to_regclass('public.killed_migration')").fetchone() == (None,)
+        row = admin.execute(
+            "SELECT count(*) FROM electric.migration_statements WHERE sql LIKE '%killed_migration%'"
+        ).fetchone()
+        assert row == (0,)
+    conn.close()
+
+
+def test_sigterm_during_traffic_finishes_transactions_then_exits_0(
+    served: ServeProcess, pg: EmbeddedPostgres
+) -> None:
+    dsn = _served_dsn(served.port)
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("DROP TABLE IF EXISTS drained; CREATE TABLE drained (worker int, n int)")
+    stop = threading.Event()
+    committed: list[int] = []
+    failures: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            with psycopg.connect(dsn) as conn:
+                n = 0
+                while not stop.is_set():
+                    conn.execute("INSERT INTO drained VALUES (%s, %s)", (index, n))
+                    conn.execute("SELECT pg_sleep(0.05)")
+                    conn.commit()
+                    committed.append(index)
+                    n += 1
+        except psycopg.OperationalError as exc:
+            failures.append(exc)  # closed at an idle point after the drain began: expected
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    _wait_for(lambda: len(committed) >= 8, "no traffic")
+    served.proc.send_signal(signal.SIGTERM)
+    _wait_for(lambda: _refused(served.port), "new connections still accepted")
+    stop.set()
+    assert served.proc.wait(20) == 0
+    for thread in threads:
+        thread.join(5)
+    with pg.connect("app") as direct:
+        rows = direct.execute("SELECT count(*) FROM drained").fetchone()
+    # Every transaction the clients saw commit is there; none was cut half-way.
+    assert rows is not None and rows[0] >= len(committed)
+
+
+def test_second_sigterm_exits_at_once(served: ServeProcess) -> None:
+    conn = psycopg.connect(_served_dsn(served.port))
+    conn.execute("SELECT 1")  # a transaction stays open: the drain would wait 20 s for it
+    served.proc.send_signal(signal.SIGTERM)
+    _wait_for(lambda: _refused(served.port), "not draining")
+    start = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(5) == 0
+    assert time.monotonic() - start < 1.5
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT 1")
+    conn.close()
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
