@@ -121,6 +121,10 @@ class Session(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.sessions.discard(self)
+        # A message cut off by the close (up to max_message_bytes of a Query) is garbage now; the
+        # session itself may wait for the cycle collector, its buffers need not.
+        self._client_framer.take_pending()
+        self._upstream_framer.take_pending()
         self._client_frames.close(client_gone())
         if self._task is not None and not self._task.done():
             self._task.cancel()

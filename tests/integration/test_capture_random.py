@@ -234,6 +234,7 @@ class CaptureMachine(RuleBasedStateMachine):
             self.tx.conn.close()
 
 
+@pytest.mark.timeout(max(120, EXAMPLES * STEPS))
 def test_history_holds_exactly_the_committed_ddl(proxy: RunningProxy, pg: EmbeddedPostgres) -> None:
     with pg.connect("app") as admin:
         admin.execute("CREATE TABLE IF NOT EXISTS capture_random_dml (id int)")
