@@ -48,15 +48,52 @@ async def one_client(dsn: str, go: asyncio.Event, transactions: int, timeout: fl
     return "ok", took
 
 
+async def migration(dsn: str, go: asyncio.Event, name: str, timeout: float) -> tuple[str, float]:
+    """A migration beside the storm: two DDL statements in one transaction."""
+    await go.wait()
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+        async with conn.transaction():
+            await conn.execute(f"CREATE TABLE {name} (id int)")
+            await conn.execute(f"ALTER TABLE {name} ADD COLUMN note text")
+        await conn.close()
+    except Exception as exc:
+        return f"migration: {type(exc).__name__}: {exc}", 0.0
+    return "ok", 0.0
+
+
 async def storm(
-    dsn: str, clients: int, transactions: int, timeout: float
+    dsn: str,
+    clients: int,
+    transactions: int,
+    timeout: float,
+    migrations: list[str] = (),  # type: ignore[assignment]
 ) -> tuple[Counter[str], list[float]]:
     go = asyncio.Event()
     tasks = [asyncio.create_task(one_client(dsn, go, transactions, timeout)) for _ in range(clients)]
+    extra = [asyncio.create_task(migration(dsn, go, name, timeout)) for name in migrations]
     await asyncio.sleep(0)
     go.set()
     results = await asyncio.gather(*tasks)
+    for outcome, _ in await asyncio.gather(*extra):
+        if outcome != "ok":
+            results.append((outcome, 0.0))
     return Counter(r for r, _ in results), [t for r, t in results if r == "ok"]
+
+
+def recorded(pg: EmbeddedPostgres, names: list[str]) -> str:
+    """How the history holds the storm's migrations: each once, with its two statements."""
+    with pg.connect("storm") as admin:
+        rows = admin.execute(
+            "SELECT s.migration_id, count(*) FROM electric.migration_statements s"
+            " WHERE s.sql LIKE 'CREATE TABLE storm_mig_%' OR s.sql LIKE 'ALTER TABLE storm_mig_%'"
+            " GROUP BY s.migration_id"
+        ).fetchall()
+        total = admin.execute("SELECT count(*) FROM electric.migrations").fetchone()
+    ok = len(rows) == len(names) and all(n == 2 for _, n in rows)
+    how = "once each, 2 statements" if ok else "WRONGLY"
+    count = total[0] if total else "?"
+    return f"{len(rows)} of {len(names)} migrations recorded {how}; {count} migrations in the history"
 
 
 def report(name: str, outcome: Counter[str], times: list[float], wall: float) -> None:
@@ -92,6 +129,7 @@ def main() -> int:
     parser.add_argument("--skip-direct", action="store_true")
     parser.add_argument("--in-process", action="store_true", help="run the proxy on a thread of this process")
     parser.add_argument("--upstream-sslmode", default="prefer")
+    parser.add_argument("--migrations", type=int, default=2, help="migrations run beside the storm")
     args = parser.parse_args()
     upstream_tail = f"?sslmode={args.upstream_sslmode}"
     settings = {"max_connections": str(args.clients + 200)}
@@ -124,9 +162,11 @@ def main() -> int:
         try:
             wait_for_port(port, proxy)
             dsn = f"postgresql://storm:{PASSWORD}@127.0.0.1:{port}/storm"
+            names = [f"storm_mig_{i}" for i in range(args.migrations)]
             start = time.monotonic()
-            outcome, times = asyncio.run(storm(dsn, args.clients, args.transactions, args.timeout))
+            outcome, times = asyncio.run(storm(dsn, args.clients, args.transactions, args.timeout, names))
             report("proxy", outcome, times, time.monotonic() - start)
+            print(recorded(pg, names), flush=True)
         finally:
             proxy.terminate()
             proxy.wait(30)
