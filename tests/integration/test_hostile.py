@@ -43,7 +43,7 @@ def big_pg() -> Iterator[EmbeddedPostgres]:
 def storm_proxy(big_pg: EmbeddedPostgres) -> Iterator[RunningProxy]:
     url = big_pg.url("app", user="alice", password=ALICE_PASSWORD)
     # Timeouts shorter than the storm's logins take: they must only bound what clients send.
-    overrides = {"listen.startup_timeout_ms": 500, "upstream.connect_timeout_ms": 500}
+    overrides = {"listen.startup_timeout_ms": 2000, "upstream.connect_timeout_ms": 500}
     running = RunningProxy(proxy_config(url + "?sslmode=prefer", **overrides))
     yield running
     running.stop()
