@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 
 from proxy.net.server import free_port
@@ -72,3 +73,10 @@ def rss_bytes(pid: int | None = None) -> int:
 
 def fd_count(pid: int | None = None) -> int:
     return len(os.listdir(f"/proc/{pid or os.getpid()}/fd"))
+
+
+def vanish(sock: socket.socket) -> None:
+    """End a client's connection with no Terminate, leaving its fd to its driver to close (closing
+    it here could close whatever socket the proxy's thread opens next under the same number)."""
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.detach()

@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 )
 
 from proxy.embedded import EmbeddedPostgres
+from tests.integration.faultkit import vanish
 from tests.proxyfixtures import RunningProxy
 
 EXAMPLES = int(os.environ.get("CAPTURE_RANDOM_EXAMPLES", "12"))
@@ -120,7 +121,7 @@ class CaptureMachine(RuleBasedStateMachine):
     def disconnect(self) -> None:
         """Vanish without a word, as a crashed client does: the backend rolls back."""
         assert self.tx is not None
-        socket.socket(fileno=self.tx.conn.pgconn.socket).close()
+        vanish(socket.socket(fileno=self.tx.conn.pgconn.socket))
         self._close("disconnect")
 
     def _close(self, how: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 from proxy.embedded import EmbeddedPostgres
 from proxy.protocol import messages
 from proxy.protocol.codes import PROTOCOL_3_0
-from tests.integration.faultkit import fd_count, rss_bytes
+from tests.integration.faultkit import fd_count, rss_bytes, vanish
 from tests.pgfixtures import ALICE_PASSWORD
 from tests.proxyfixtures import RunningProxy, proxy_config
 
@@ -238,3 +238,17 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 10) -> None
 
 def startup_packet() -> bytes:
     return messages.encode_startup(PROTOCOL_3_0, {"user": "alice", "database": "app"})
+
+
+def test_clients_dropping_after_a_lone_parse_leave_no_backend(
+    proxy: RunningProxy, pg: EmbeddedPostgres
+) -> None:
+    """pgdog's partial_req: 50 clients send a Parse with no Sync and vanish; no backend waits on them."""
+    before = _backends(pg)
+    conns = [psycopg.connect(proxy.dsn(), autocommit=True) for _ in range(50)]
+    for conn in conns:
+        sock = socket.socket(fileno=conn.pgconn.socket)
+        sock.sendall(messages.encode_parse(b"", b"SELECT pg_sleep(60)"))
+        vanish(sock)
+        conn.close()
+    _wait(lambda: _backends(pg) <= before, "backends left waiting on vanished clients", timeout=5)
