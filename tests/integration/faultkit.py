@@ -17,9 +17,10 @@ class StallingRelay:
     connection is accepted at once, the answer comes late.
     """
 
-    def __init__(self, port: int, delay: float) -> None:
+    def __init__(self, port: int, delay: float, *, cut_after: int | None = None) -> None:
         self.target = port
         self.delay = delay
+        self.cut_after = cut_after  # close both sides once the server has sent this many bytes
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -34,9 +35,10 @@ class StallingRelay:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         await asyncio.gather(
             _pipe(reader, up_writer, 0.0),
-            _pipe(up_reader, writer, self.delay),
+            _pipe(up_reader, writer, self.delay, self.cut_after),
             return_exceptions=True,
         )
+        up_writer.close()
 
     def close(self) -> None:
         async def stop() -> None:
@@ -52,15 +54,22 @@ class StallingRelay:
         self._thread.join(10)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first_delay: float) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first_delay: float, limit: int | None = None
+) -> None:
     try:
         first = True
-        while data := await reader.read(65536):
+        sent = 0
+        while data := await reader.read(65536 if limit is None else max(1, limit - sent)):
             if first and first_delay:
                 await asyncio.sleep(first_delay)
             first = False
             writer.write(data)
             await writer.drain()
+            sent += len(data)
+            if limit is not None and sent >= limit:
+                writer.transport.abort()
+                return
     finally:
         writer.close()
 

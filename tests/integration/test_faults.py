@@ -538,3 +538,17 @@ def _refused(port: int) -> bool:
     except OSError:
         return True
     return False
+
+
+def test_upstream_tls_cut_mid_handshake_is_a_clean_08006(start_proxy, tls_pg: EmbeddedPostgres) -> None:  # type: ignore[no-untyped-def]
+    relay = StallingRelay(tls_pg.port, delay=0.0, cut_after=200)  # 'S', then part of the ServerHello
+    try:
+        url = f"postgresql://alice:{ALICE_PASSWORD}@127.0.0.1:{relay.port}/app?sslmode=require"
+        running = start_proxy(url, **{"guard.enabled": False})
+        start = time.monotonic()
+        error = server_error(running.url(sslmode="disable"))
+        assert error.sqlstate == "08006"  # type: ignore[attr-defined]
+        assert time.monotonic() - start < 5
+        _wait_for(lambda: running.session_count() == 0, "session left behind")
+    finally:
+        relay.close()
