@@ -156,7 +156,7 @@ def test_slowloris_startups_are_cut_and_never_reach_upstream(start_proxy) -> Non
         for sock in socks:
             sock.sendall(b"\0\0")  # half a length word, then silence
         assert _latency(running) < SERVED_WITHIN
-        assert running.stats.upstream_connections == 1  # only the latency probe's, while it ran
+        assert running.stats.upstream_connections <= 1  # at most the latency probe's, closing
         for sock in socks:
             _closed_within(sock, max(0.5, 4 - (time.monotonic() - start)))
         assert time.monotonic() - start < 4
