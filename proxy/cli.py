@@ -95,13 +95,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise
         print(f"{PROG}: serve is not available in this build", file=sys.stderr)
         return 1
-    serve: Callable[[Config], int] = server.serve
-    return serve(config)
+    serve: Callable[..., int] = server.serve
+    return serve(config, reload=lambda: config_from_args(args))  # SIGHUP reads file and env again
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    print(render_config(config_from_args(args)), end="")
+    from proxy.config import find_config_file
+
+    config = config_from_args(args)
+    found = find_config_file(args.config)
+    print(f"# loaded from {found[0]} (chosen by {found[1]})" if found else "# no config file loaded")
+    print(render_config(config), end="")
     return 0
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from proxy import cli_health  # its own module (issue 10)
+
+    return cli_health.run(args)
+
+
+def _add_health_arguments(parser: argparse.ArgumentParser) -> None:
+    from proxy import cli_health
+
+    cli_health.add_arguments(parser)
 
 
 # --- commands that read the catalog (DESIGN.md §5) --------------------------------------------------
@@ -168,7 +185,9 @@ def _read_catalog(args: argparse.Namespace, read: Callable[[psycopg.Connection[A
     database = str(conninfo_to_dict(config.upstream.url).get("dbname") or "the upstream database")
     timeout = max(1, math.ceil(config.upstream.connect_timeout_ms / 1000))
     try:
-        conn = psycopg.connect(config.upstream.url, autocommit=True, connect_timeout=timeout)
+        conn = psycopg.connect(
+            config.upstream.url, autocommit=True, connect_timeout=timeout, application_name=f"{PROG} (cli)"
+        )
     except psycopg.Error as exc:
         raise _Failure(f"cannot connect to the upstream database: {_error_text(exc)}") from None
     schema = config.catalog.schema
@@ -357,6 +376,9 @@ class Command(NamedTuple):
 
 COMMANDS: dict[str, Command] = {
     "serve": Command(_cmd_serve, "run the proxy"),
+    "health": Command(
+        _cmd_health, "exit 0 when the proxy is alive (or ready, with --ready)", _add_health_arguments
+    ),
     "check-config": Command(_cmd_check_config, "validate the configuration and print it, secrets masked"),
     "history": Command(
         _catalog_command(_history), "list the recorded migrations, oldest first", _add_listing_arguments

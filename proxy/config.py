@@ -84,6 +84,7 @@ class MetricsConfig:
     enabled: bool = True
     address: str = "0.0.0.0"
     port: int = 9432
+    loop_stall_timeout_ms: int = 10000  # /healthz fails when the event loop is stuck this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ class ShutdownConfig:
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
-    format: str = "text"
+    format: str = "logfmt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +470,7 @@ _CHECKS: dict[str, _Check] = {
     "tls.client_mode": _one_of("disable", "allow", "require"),
     "metrics.address": _not_empty,
     "metrics.port": _PORT,
+    "metrics.loop_stall_timeout_ms": _POSITIVE,
     "shutdown.drain_timeout_ms": _POSITIVE,
     "log.level": _one_of(*LEVELS),
     "log.format": _one_of(*FORMATS),
@@ -669,3 +671,11 @@ def render_config(config: Config, *, mask_secrets: bool = True) -> str:
             lines.append(f"{item.name} = {_toml_value(shown)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def find_config_file(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> tuple[Path, str] | None:
+    """The config file `load_config` reads and what chose it (`--config`, the environment, or
+    ./config.toml), or None when it reads none."""
+    return _find_config_file(path, os.environ if env is None else env)

@@ -1,10 +1,15 @@
 """Logging setup and the one place that hides secrets in text meant for people.
 
-Two formats, chosen by `[log] format`:
+Three formats, chosen by `[log] format`; each writes one line per event:
 
-- `text`: ``2026-01-01T00:00:00Z INFO proxy.net.session c=12 message``; `extra` fields come as
-  ``key=value`` before the message.
+- `logfmt` (the default): ``ts=2026-01-01T00:00:00.000Z level=info logger=proxy.net.session
+  msg="client disconnected" c=12 peer=10.0.0.1:5000``; a traceback goes into an `exc` field.
+- `text`: ``2026-01-01T00:00:00Z INFO proxy.net.session c=12 message``, for people at a terminal;
+  a traceback follows on its own lines.
 - `json`: one object per line with `ts`, `level`, `logger`, `msg` and every `extra` field.
+
+Every line of a session carries its connection id `c` (and `peer`). What the proxy logs at INFO
+never holds a query's text or parameters: those appear nowhere in the logs.
 
 Passwords never reach a log line: `extra` fields whose name mentions a password or secret are masked,
 and Postgres URLs or ``password=...`` pairs inside messages and values are masked as well.
@@ -25,7 +30,7 @@ from proxy.errors import ConfigError
 
 MASK = "****"
 LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("text", "json")
+FORMATS = ("logfmt", "text", "json")
 
 _URI_PREFIXES = ("postgres://", "postgresql://")
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})
@@ -134,6 +139,24 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class LogfmtFormatter(logging.Formatter):
+    """``ts=... level=... logger=... msg=... k=v ...``: one line per event, whatever it holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: list[tuple[str, object]] = [
+            ("ts", _utc(record.created, millis=True)),
+            ("level", record.levelname.lower()),
+            ("logger", record.name),
+            ("msg", scrub(record.getMessage())),
+            *_extras(record),
+        ]
+        if record.exc_info:
+            fields.append(("exc", scrub(self.formatException(record.exc_info))))
+        if record.stack_info:
+            fields.append(("stack", scrub(self.formatStack(record.stack_info))))
+        return " ".join(f"{key}={_text_value(value)}" for key, value in fields)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, then the `extra` fields."""
 
@@ -153,14 +176,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
-_FORMATTERS: dict[str, type[logging.Formatter]] = {"text": TextFormatter, "json": JsonFormatter}
+_FORMATTERS: dict[str, type[logging.Formatter]] = {
+    "logfmt": LogfmtFormatter,
+    "text": TextFormatter,
+    "json": JsonFormatter,
+}
 
 
 _installed: list[logging.Handler] = []  # the handler this module added, replaced on reconfiguration
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    """Send every log record to stderr at `level` (debug|info|warning|error) in `fmt` (text|json)."""
+    """Send every log record to stderr at `level` (debug|info|warning|error) in `fmt`
+    (logfmt|text|json)."""
     if level.lower() not in LEVELS:
         raise ConfigError(f"log.level must be one of {', '.join(LEVELS)}, got {level!r}")
     if fmt not in _FORMATTERS:

@@ -47,6 +47,7 @@ from proxy.catalog.install import (
 logger = logging.getLogger(__name__)
 
 TableKey = tuple[str, str]  # (schema, name), exact as in pg_catalog
+CATALOG_APPLICATION_NAME: Final = "electric-proxy (catalog)"
 
 
 class Relation(NamedTuple):
@@ -263,6 +264,7 @@ class CatalogWatcher:
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._poked = asyncio.Event()
         self._changed = asyncio.Condition()
         self._refresh_waiters: list[asyncio.Future[CatalogSnapshot]] = []
 
@@ -333,6 +335,9 @@ class CatalogWatcher:
 
     async def _run(self) -> None:
         while True:
+            # Jitter keeps replicas that lost the server together from returning in lockstep;
+            # the delay is drawn before it is logged, so the log tells the real gap.
+            delay = self._backoff * random.uniform(0.5, 1.0)
             try:
                 await self._watch()
             except asyncio.CancelledError:
@@ -342,15 +347,25 @@ class CatalogWatcher:
                     "catalog watcher for database %s: %s; retrying in %.1f s",
                     self.database,
                     str(exc).strip() or type(exc).__name__,
-                    self._backoff,
+                    delay,
                 )
-            # Jitter keeps replicas that lost the server together from returning in lockstep.
-            await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))
+            self._poked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), delay)
             self._backoff = min(self._backoff * 2, self._max_backoff)
+
+    def poke(self) -> None:
+        """Retry now if waiting to reconnect (the health check saw the upstream come back)."""
+        self._poked.set()
 
     async def _watch(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, connect_timeout=self._connect_timeout
+            self._conninfo,
+            autocommit=True,
+            connect_timeout=self._connect_timeout,
+            # So a DBA can tell it in pg_stat_activity, unless the URL names one itself.
+            application_name=conninfo_to_dict(self._conninfo).get("application_name")
+            or CATALOG_APPLICATION_NAME,
         )
         try:
             # DESIGN.md, security rules: the proxy's own connections use an empty search_path.
@@ -486,3 +501,17 @@ class CatalogCache:
     async def close(self) -> None:
         watchers, self._watchers = list(self._watchers.values()), {}
         await asyncio.gather(*(w.close() for w in watchers))
+
+    def not_ready(self, databases: Iterable[str]) -> str | None:
+        """Why the catalog of one of `databases` cannot serve the guard now, or None (readiness)."""
+        for database in sorted(databases):
+            found = self._watchers.get(database)
+            if found is None or found.snapshot is None or found.snapshot.version is None:
+                return f"catalog of database {database} not installed"
+            if not found.connected:
+                return f"catalog of database {database} not connected"
+        return None
+
+    def poke(self) -> None:
+        for watcher in self._watchers.values():
+            watcher.poke()

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import shutil
 import signal
 import socket
+import ssl
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import cast
 
 import uvloop
+from prometheus_client.multiprocess import mark_process_dead
 
 from proxy.catalog.cache import CatalogCache
 from proxy.catalog.drift_watch import DriftWatcher, start_watchers
@@ -26,12 +31,27 @@ from proxy.config import Config
 from proxy.console.app import mount as mount_console
 from proxy.ddl.versions import VersionRecognizer
 from proxy.errors import ProxyError
-from proxy.metrics import start_http_server
+from proxy.health import (
+    Health,
+    UpstreamCheck,
+    health_app,
+    oldest_heartbeat_reader,
+    start_heartbeat,
+    workers_ready_reader,
+)
+from proxy.metrics import (
+    MultiprocessMirror,
+    build_registry,
+    metrics_app,
+    multiprocess_registry,
+    start_http_server,
+)
 from proxy.net.context import ProxyContext, server_tls_context
 from proxy.net.session import Session
 from proxy.net.upstream import UpstreamTarget
 
 logger = logging.getLogger(__name__)
+MIRROR_INTERVAL = 1.0  # seconds between a worker's copies of its samples (workers > 1)
 
 
 class ProxyServer:
@@ -51,6 +71,7 @@ class ProxyServer:
         self._stop_now = False
 
     async def start(self, *, reuse_port: bool = False) -> None:
+        self._start_operations()
         listen = self.config.listen
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -113,6 +134,7 @@ class ProxyServer:
         if grace is None:
             grace = self.config.shutdown.drain_timeout_ms / 1000
         self.ctx.stats.draining = True
+        await self._stop_operations()
         if self._server is not None:
             self._server.close()
         sessions = list(self.ctx.sessions)
@@ -136,6 +158,185 @@ class ProxyServer:
         if not self._stop_now:
             logger.info("shutdown requested again: closing %d connection(s) now", len(self.ctx.sessions))
         self._stop_now = True
+
+    # -- operations: health, upstream check, metrics sources ------------------------------------
+
+    # Set by _start_operations; class defaults keep __init__ as it was.
+    _health: Health | None = None
+    _check: UpstreamCheck | None = None
+    _check_task: asyncio.Task[None] | None = None
+
+    @property
+    def health(self) -> Health:
+        found = self._health
+        if found is None:
+            stall = self.config.metrics.loop_stall_timeout_ms / 1000
+            checks = [self._catalog_not_ready]
+            found = self._health = Health(self.ctx.stats, stall_timeout=stall, checks=checks)
+        return found
+
+    def _start_operations(self) -> None:
+        """Heartbeat, upstream check, and the callables the metrics read at scrape time."""
+        stats = self.ctx.stats
+        stats.catalog_counts = self._catalog_counts
+        stats.limits = _limits(self.config)
+        stats.readiness = self.health.own_not_ready
+        start_heartbeat(self.health, asyncio.get_running_loop())
+        self._check = check = UpstreamCheck(
+            self.config.upstream.url,
+            stats,
+            connect_timeout=self.ctx.target.connect_timeout,
+            auth_methods=_check_auth_methods(self.ctx.target),
+            history_schema=self._history_schema,
+            on_up=self._upstream_back,
+        )
+        self._check_task = asyncio.get_running_loop().create_task(check.run(), name="upstream-check")
+
+    async def _stop_operations(self) -> None:
+        task, check = self._check_task, self._check
+        if task is None or check is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await check.close()
+
+    def _catalog_not_ready(self) -> str | None:
+        catalog = self.ctx.catalog
+        if catalog is None:
+            return None
+        return catalog.not_ready(self.ctx.managed_databases)
+
+    def _upstream_back(self) -> None:
+        if self.ctx.catalog is not None:
+            self.ctx.catalog.poke()  # reconnect now rather than at the end of the backoff
+
+    def _history_schema(self) -> str | None:
+        """The catalog schema, when the upstream URL's database has its history installed."""
+        from proxy.catalog.cache import capture_ready
+
+        catalog = self.ctx.catalog
+        if catalog is None or self.ctx.target.database not in self.ctx.managed_databases:
+            return None
+        installed = capture_ready(catalog.snapshot(self.ctx.target.database))
+        return self.config.catalog.schema if installed else None
+
+    def _catalog_counts(self) -> tuple[int, int]:
+        catalog = self.ctx.catalog
+        electrified = 0
+        if catalog is not None:
+            for database in self.ctx.managed_databases:
+                snapshot = catalog.snapshot(database)
+                electrified += len(snapshot.electrified) if snapshot is not None else 0
+        return self._check.migrations if self._check is not None else 0, electrified
+
+    # -- SIGHUP ---------------------------------------------------------------------------------
+
+    def reload_from(self, load: Callable[[], Config]) -> None:
+        """Read the configuration again and apply what can change live; on any error keep the
+        running configuration and log one line. Open sessions are not touched."""
+        stats = self.ctx.stats
+        try:
+            new = load()
+            applied = self.reload(new)
+        except (ProxyError, OSError, ssl.SSLError) as exc:
+            stats.reloads["failure"] += 1
+            stats.last_reload_ok = False
+            logger.error("configuration reload failed, keeping the running configuration: %s", exc)
+            return
+        stats.reloads["success"] += 1
+        stats.last_reload_ok = True
+        logger.info("configuration reloaded", extra={"restart_needed": ",".join(applied) or "none"})
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply `new`'s live settings (see `LIVE_SETTINGS`); returns the changed settings that
+        wait for a restart. Raises before changing anything when the new TLS files are bad."""
+        old = self.config
+        tls = server_tls_context(new.tls.cert_file, new.tls.key_file) if new.tls.enabled else None
+        merged = replace(
+            old,
+            log=new.log,
+            tls=new.tls,
+            guard=new.guard,
+            shutdown=new.shutdown,
+            listen=replace(
+                old.listen,
+                max_client_connections=new.listen.max_client_connections,
+                startup_timeout_ms=new.listen.startup_timeout_ms,
+                max_message_bytes=new.listen.max_message_bytes,
+            ),
+        )
+        from proxy.log import configure_logging
+
+        configure_logging(new.log.level, new.log.format)
+        self.config = self.ctx.config = merged
+        self.ctx.tls = tls
+        self.ctx.stats.limits = _limits(merged)
+        waiting = [name for name in _RESTART_SETTINGS if _setting(new, name) != _setting(merged, name)]
+        for name in waiting:
+            logger.warning("%s changed: it takes effect at the next restart", name)
+        return waiting
+
+
+# What SIGHUP applies to new sessions; everything else waits for a restart (docs/operations.md).
+LIVE_SETTINGS = (
+    "log.level",
+    "log.format",
+    "tls.cert_file",
+    "tls.key_file",
+    "guard.*",
+    "shutdown.drain_timeout_ms",
+    "listen.max_client_connections",
+    "listen.startup_timeout_ms",
+    "listen.max_message_bytes",
+)
+_RESTART_SETTINGS = (
+    "listen.address",
+    "listen.port",
+    "listen.workers",
+    "upstream.url",
+    "upstream.connect_timeout_ms",
+    "auth",
+    "metrics",
+    "catalog",
+    "drift",  # the drift watchers take their mode at start and record it in the database
+)
+
+
+def _setting(config: Config, name: str) -> object:
+    value: object = config
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _reload_error(load: Callable[[], Config]) -> str | None:
+    """Why the configuration cannot be reloaded (logged once), or None."""
+    try:
+        new = load()
+        if new.tls.enabled:
+            server_tls_context(new.tls.cert_file, new.tls.key_file)
+    except (ProxyError, OSError, ssl.SSLError) as exc:
+        logger.error("configuration reload failed, keeping the running configuration: %s", exc)
+        return str(exc)
+    return None
+
+
+def _check_auth_methods(target: UpstreamTarget) -> frozenset[str]:
+    """What the upstream check may answer: the sessions' policy, TLS counted only where the
+    sslmode guarantees it (libpq's require_auth cannot depend on how the link turned out)."""
+    tls = target.sslmode in ("require", "verify-ca", "verify-full")
+    return target.allowed_methods(tls=tls, secret=bool(target.password))
+
+
+def _limits(config: Config) -> dict[str, float]:
+    """Configured limits, exported so that saturation is one PromQL ratio."""
+    listen = config.listen
+    return {
+        "max_client_connections": listen.max_client_connections or math.inf,
+        "workers": listen.workers,
+        "max_message_bytes": listen.max_message_bytes,
+        "drain_timeout_seconds": config.shutdown.drain_timeout_ms / 1000,
+    }
 
 
 class _Refuse(asyncio.Protocol):
@@ -166,16 +367,23 @@ def _format(address: tuple[str, int] | tuple[str, int, int, int] | str) -> str:
 # -- the `serve` command --------------------------------------------------------------------------
 
 
-def serve(config: Config) -> int:
-    """Run the proxy until SIGTERM/SIGINT; returns the process exit code."""
+def serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
+    """Run the proxy until SIGTERM/SIGINT; returns the process exit code.
+
+    `reload` reads the configuration again (file, environment, the same flags): SIGHUP applies
+    what can change live (see `ProxyServer.reload`).
+    """
     from proxy.log import configure_logging
 
     configure_logging(config.log.level, config.log.format)
+    if reload is not None:
+        # Until the loop's handler is installed, a SIGHUP must not end the process (its default).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with _upstream_or_embedded(config) as config:
         workers = config.listen.workers
         if workers > 1:
-            return _run_workers(config, workers)
-        return _run(config, reuse_port=False, metrics=True)
+            return _run_workers(config, workers, reload)
+        return _run(config, reuse_port=False, metrics=True, reload=reload)
 
 
 @contextmanager
@@ -203,17 +411,40 @@ def _upstream_or_embedded(config: Config) -> Iterator[Config]:
         yield replace(config, upstream=replace(config.upstream, url=url))
 
 
-def _run(config: Config, *, reuse_port: bool, metrics: bool) -> int:
-    return uvloop.run(_main(config, reuse_port=reuse_port, metrics=metrics))
+def _run(
+    config: Config,
+    *,
+    reuse_port: bool,
+    metrics: bool,
+    reload: Callable[[], Config] | None = None,
+    multiprocess_dir: str | None = None,
+) -> int:
+    return uvloop.run(
+        _main(
+            config, reuse_port=reuse_port, metrics=metrics, reload=reload, multiprocess_dir=multiprocess_dir
+        ),
+    )
 
 
-async def _main(config: Config, *, reuse_port: bool, metrics: bool) -> int:
+async def _main(
+    config: Config,
+    *,
+    reuse_port: bool,
+    metrics: bool,
+    reload: Callable[[], Config] | None = None,
+    multiprocess_dir: str | None = None,
+) -> int:
     http = None
+    loop = asyncio.get_running_loop()
     try:
         server = ProxyServer(config)
+        if reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: server.reload_from(reload))
+        mirror = _start_mirror(server, multiprocess_dir, loop) if multiprocess_dir else None
         if metrics and config.metrics.enabled:
             # Up first: /healthz answers and /readyz says 503 while the catalog is installed.
-            http = start_http_server(config.metrics.address, config.metrics.port, server.ctx.stats)
+            app = _http_app(server, multiprocess_dir, mirror)
+            http = start_http_server(config.metrics.address, config.metrics.port, app)
             mount_console(http, config)  # /console when [console] allows it (proxy/console/)
         await server.start(reuse_port=reuse_port)
     except (OSError, ProxyError) as exc:
@@ -222,7 +453,6 @@ async def _main(config: Config, *, reuse_port: bool, metrics: bool) -> int:
             http.shutdown()
         return 1
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
@@ -230,32 +460,98 @@ async def _main(config: Config, *, reuse_port: bool, metrics: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop_now)  # a second signal means now
     await server.shutdown()
+    if mirror is not None:
+        mirror.publish()  # the last counts of this worker
     if http is not None:
         http.shutdown()
     return 0
 
 
-def _run_workers(config: Config, workers: int) -> int:
-    """N processes on one port with SO_REUSEPORT; the kernel spreads the connections."""
-    children: list[int] = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            code = _run(config, reuse_port=True, metrics=index == 0)
-            os._exit(code)
-        children.append(pid)
+def _start_mirror(server: ProxyServer, directory: str, loop: asyncio.AbstractEventLoop) -> MultiprocessMirror:
+    """Publish this worker's samples for the serving worker, once a second from the loop."""
+    mirror = MultiprocessMirror(server.ctx.stats, directory)
 
+    def tick() -> None:
+        mirror.publish()
+        loop.call_later(MIRROR_INTERVAL, tick)
+
+    loop.call_soon(tick)
+    return mirror
+
+
+def _http_app(
+    server: ProxyServer, multiprocess_dir: str | None, mirror: MultiprocessMirror | None
+) -> Callable[..., Iterable[bytes]]:
+    health = server.health
+    if multiprocess_dir is None or mirror is None:
+        return health_app(health, metrics_app(build_registry(server.ctx.stats)))
+    health.oldest_heartbeat = oldest_heartbeat_reader(multiprocess_dir)
+    health.workers_ready = workers_ready_reader(multiprocess_dir)
+    return health_app(health, metrics_app(multiprocess_registry(multiprocess_dir)), mirror.publish)
+
+
+def _run_workers(config: Config, workers: int, reload: Callable[[], Config] | None) -> int:
+    """N processes on one port with SO_REUSEPORT; the kernel spreads the connections.
+
+    Metrics use prometheus-client's multiprocess mode in a directory made here and removed at
+    exit; the first worker serves `/metrics` for all of them.
+    """
+    directory = tempfile.mkdtemp(prefix="electric-proxy-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    children: list[int] = []
+    try:
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                _die_with_parent()
+                code = 1
+                try:  # whatever happens, a worker never returns into this loop
+                    code = _run(
+                        config, reuse_port=True, metrics=index == 0, reload=reload, multiprocess_dir=directory
+                    )
+                finally:
+                    os._exit(code)
+            children.append(pid)
+        _forward_signals(children, reload)
+        worst = 0
+        for child in children:
+            _, status = os.waitpid(child, 0)
+            mark_process_dead(child, directory)  # type: ignore[no-untyped-call]
+            worst = max(worst, os.waitstatus_to_exitcode(status))
+        return worst
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the parent dies (even by SIGKILL), so none is orphaned
+    holding the port."""
+    import ctypes
+
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the call
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _forward_signals(children: list[int], reload: Callable[[], Config] | None) -> None:
     def forward(signum: int, _frame: object) -> None:
         for child in children:
-            os.kill(child, signum)
+            with suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    def reload_children(signum: int, frame: object) -> None:
+        # Checked once here, so a bad file logs one error, not one per worker.
+        if reload is not None and _reload_error(reload) is None:
+            forward(signum, frame)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    worst = 0
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status))
-    return worst
+    signal.signal(signal.SIGHUP, reload_children)
 
 
 def free_port() -> int:

@@ -352,11 +352,14 @@ class Session(asyncio.Protocol):
 
     async def _connect_upstream(self) -> None:
         self._client_part_done()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             self.upstream = await open_upstream(self.ctx.target, self)
         except UpstreamError:
             self.ctx.stats.upstream_connect_errors["refused"] += 1
             raise
+        self.ctx.stats.upstream_connect_seconds.observe(loop.time() - started)
         self.ctx.stats.upstream_connections += 1
         self.upstream.set_write_buffer_limits(high=_HIGH_WATER)
 
@@ -471,7 +474,6 @@ class Session(asyncio.Protocol):
         client = self.client
         if client is None:
             return
-        self.ctx.stats.bytes_to_clients += len(data)
         framer = self._upstream_framer
         items = framer.feed(data)
         contiguous = framer.contiguous
@@ -482,6 +484,7 @@ class Session(asyncio.Protocol):
             items = self._feed_hold(items)
             contiguous = False
         elif contiguous and len(items) == 1 and not isinstance(items[0], Frame):
+            self.ctx.stats.bytes_to_clients += len(data)
             client.write(data)  # the hot path: the whole reply, ReadyForQuery noted by its peek
             return
         self._forward(items, data, contiguous, self._upstream_handlers, client)
@@ -517,10 +520,12 @@ class Session(asyncio.Protocol):
                 # framed without them, so frame it again.
                 self._client_keep_grew = False
                 items[index:] = self._reframe(items[index:])
-        if not changed:
-            to.write(data)
-        elif parts:
-            to.write(b"".join(parts))
+        out = data if not changed else b"".join(parts)
+        if out:
+            to.write(out)
+        if not client_side:
+            # What the client receives: the proxy's own replies, held and dropped, are not counted.
+            self.ctx.stats.bytes_to_clients += len(out)
 
     def _reframe(self, items: list[Frame | memoryview]) -> list[Frame | memoryview]:
         out: list[Frame | memoryview] = []
@@ -615,7 +620,7 @@ class Session(asyncio.Protocol):
         """
 
         def finish(frames: list[Frame]) -> list[Frame]:
-            done(_rows(frames))
+            done(_rows(frames, self.log))
             return []  # the whole reply is the proxy's own
 
         self.hold_upstream(finish)
@@ -695,7 +700,7 @@ class Session(asyncio.Protocol):
         if not self.ctx.cancel_limiter.allow():
             self.log.warning("cancel request dropped: rate limit exceeded")
             return
-        asyncio.get_running_loop().create_task(_send_cancel(self.ctx, raw))
+        asyncio.get_running_loop().create_task(_send_cancel(self.ctx, raw, self.log))
 
     # -- ending -------------------------------------------------------------------------------
 
@@ -729,7 +734,7 @@ class Session(asyncio.Protocol):
             return
         self._closing = True
         if self.client is not None and not self.client.is_closing():
-            self.client.write(messages.error_response(error))
+            self._write_client(messages.error_response(error))
             self.client.close()
         if self.upstream is not None:
             if self.busy:
@@ -811,21 +816,21 @@ class _Hold:
         self.frames: list[Frame] = []
 
 
-def _rows(frames: list[Frame]) -> list[list[bytes | None]]:
+def _rows(frames: list[Frame], log: logging.LoggerAdapter[logging.Logger]) -> list[list[bytes | None]]:
     for frame in frames:
         if frame.type == Backend.ERROR_RESPONSE:
-            logger.warning("injected query failed: %s", messages.decode_error_fields(frame.body).get("M"))
+            log.warning("injected query failed: %s", messages.decode_error_fields(frame.body).get("M"))
     return [messages.decode_data_row(f.body) for f in frames if f.type == Backend.DATA_ROW]
 
 
-async def _send_cancel(ctx: ProxyContext, raw: bytes) -> None:
+async def _send_cancel(ctx: ProxyContext, raw: bytes, log: logging.LoggerAdapter[logging.Logger]) -> None:
     target = ctx.target
     try:
         _, writer = await asyncio.wait_for(
             asyncio.open_connection(target.host, target.port), target.connect_timeout
         )
     except (OSError, TimeoutError) as exc:
-        logger.warning("could not forward cancel request to %s: %s", target.address, exc)
+        log.warning("could not forward cancel request to %s: %s", target.address, exc)
         return
     writer.write(raw)
     try:

@@ -39,7 +39,7 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> list[Config]:
     """Stand in for `proxy.net.server`; records the configs `serve` was called with."""
     calls: list[Config] = []
 
-    def serve(config: Config) -> int:
+    def serve(config: Config, reload: object = None) -> int:
         calls.append(config)
         return 0
 
@@ -168,7 +168,7 @@ def test_serve_hands_the_config_to_the_server(fake_server: list[Config]) -> None
 
 def test_serve_returns_the_server_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("proxy.net.server")
-    module.serve = lambda config: 3  # type: ignore[attr-defined]
+    module.serve = lambda config, reload=None: 3  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "proxy.net.server", module)
     assert cli.main(["serve"]) == 3
 
@@ -252,7 +252,7 @@ def test_configuring_twice_keeps_one_handler(log_stream: types.SimpleNamespace) 
     assert len(log_stream.read().splitlines()) == 1
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("fmt", ["logfmt", "text", "json"])
 def test_logs_never_carry_passwords(log_stream: types.SimpleNamespace, fmt: str) -> None:
     configure_logging("info", fmt)
     log = logging.getLogger("proxy.net.upstream")
@@ -297,3 +297,19 @@ def test_catalog_commands_offer_only_the_flags_they_use(
 def test_schema_takes_at_or_diff_not_both(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["schema", "--at", "1", "--diff", "1", "2"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_check_config_says_which_file_it_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[listen]\nport = 7000\n", encoding="utf-8")
+    assert cli.main(["check-config", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"# loaded from {path} (chosen by --config)"
+    monkeypatch.setenv("ELECTRIC_PROXY_CONFIG", str(path))
+    assert cli.main(["check-config"]) == 0
+    assert f"# loaded from {path} (chosen by ELECTRIC_PROXY_CONFIG)" in capsys.readouterr().out
+    monkeypatch.delenv("ELECTRIC_PROXY_CONFIG")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check-config"]) == 0
+    assert capsys.readouterr().out.startswith("# no config file loaded\n")
