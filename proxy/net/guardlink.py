@@ -49,6 +49,8 @@ _GROUP_NAMES: Final = itertools.count()
 # ErrorResponse fields kept when the proxy's own raised error is cleaned up: PL/pgSQL adds a
 # context (W) and its source location (F, L, R), which say nothing about the client's statement.
 _CLEAN_FIELDS: Final = frozenset("SVCMDHstc")
+# In the CONTEXT of a refusal raised by the database-side guard (routines/guard.sql).
+_DATABASE_GUARD: Final = "._ddlguard_refuse("
 # First words of statements that end a transaction or undo part of it.
 _TX_CONTROL: Final = re.compile(
     rb"\s*(?:commit|end|rollback|abort|prepare\s+transaction|release|savepoint)\b", re.IGNORECASE
@@ -541,6 +543,10 @@ class GuardLink:
                 clean["P"] = str(position)
             return messages.encode_error_fields(clean)
         changed = _unwrap(fields)
+        if _DATABASE_GUARD in fields.get("W", ""):
+            # Refused by the database-side guard: counted like the text guard's refusals. Its
+            # CONTEXT is kept: it tells the user that the database, not the proxy, refused.
+            self.stats.guard_rejections[fields.get("C", "")] += 1
         if self._shifts and fields.get("P", "").isdigit():
             fields["P"] = str(client_position(self._shifts, int(fields["P"])))
             changed = True

@@ -594,3 +594,10 @@ def test_a_changed_guard_file_takes_the_shapes_again(
             superuser.execute("COMMENT ON TABLE t IS 'x'")
     finally:
         pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_refusals_by_the_database_are_counted(client: Conn, direct: Conn, guard_proxy: RunningProxy) -> None:
+    t = electrify(direct, unique("counted"))
+    before = guard_proxy.stats.guard_rejections["EX010"]
+    refused_by_database(client, f"ALTER TABLE {t} DROP COLUMN title", "EX010")
+    assert guard_proxy.stats.guard_rejections["EX010"] == before + 1
