@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from proxy.ddl.classify import Statement
+from proxy.ddl.classify import RELATION_OBJECT_TYPES, Statement
 from proxy.ddl.names import QualifiedName
 from proxy.ddl.rewrite import literal
 from proxy.protocol.codes import Backend
@@ -40,17 +40,6 @@ _INJECTED_REPLIES: Final = (
 
 # Words that open a command tag before the object type: "CREATE TABLE" names a "table".
 _VERBS: Final = ("CREATE ", "ALTER ", "DROP ", "COMMENT ON ", "SECURITY LABEL ON ", "REFRESH ")
-# Types whose ALTER names the relation that holds what changed (columns, constraints, ...).
-_RELATION_TYPES: Final = frozenset(
-    {
-        "OBJECT_TABLE",
-        "OBJECT_INDEX",
-        "OBJECT_VIEW",
-        "OBJECT_MATVIEW",
-        "OBJECT_SEQUENCE",
-        "OBJECT_FOREIGN_TABLE",
-    }
-)
 
 
 _SUB_OBJECTS: Final = frozenset({"OBJECT_COLUMN", "OBJECT_TABCONSTRAINT", "OBJECT_ATTRIBUTE"})
@@ -80,7 +69,7 @@ def statement_objects(stmt: Statement) -> list[dict[str, str | None]]:
     if stmt.index is not None and stmt.index.name is not None:
         named.append((QualifiedName(stmt.index.table.schema, stmt.index.name), "index"))
     rename = stmt.rename
-    if rename is not None and rename.relation is not None and rename.rename_type in _RELATION_TYPES:
+    if rename is not None and rename.relation is not None and rename.rename_type in RELATION_OBJECT_TYPES:
         named.append((QualifiedName(rename.relation.schema, rename.newname), _type_word(rename.rename_type)))
     if stmt.set_schema is not None and stmt.set_schema.relation is not None:
         moved = QualifiedName(stmt.set_schema.new_schema, stmt.set_schema.relation.name)

@@ -46,6 +46,21 @@ TOO_COMPLEX: Final = "54001"
 MAX_DO_DEPTH: Final = 4
 
 
+# Object types that name a relation: `ALTER <type> r RENAME TO` renames the relation whatever
+# kind it is (Postgres accepts ALTER INDEX/VIEW/SEQUENCE ... RENAME on tables too), and their
+# ALTER names the relation that holds what changed (columns, constraints, ...).
+RELATION_OBJECT_TYPES: Final = frozenset(
+    {
+        "OBJECT_TABLE",
+        "OBJECT_INDEX",
+        "OBJECT_VIEW",
+        "OBJECT_MATVIEW",
+        "OBJECT_SEQUENCE",
+        "OBJECT_FOREIGN_TABLE",
+    }
+)
+
+
 class Kind(StrEnum):
     CREATE_TABLE = "CREATE_TABLE"
     ALTER_TABLE = "ALTER_TABLE"  # every AlterTableStmt: ALTER TABLE/INDEX/VIEW/SEQUENCE/...

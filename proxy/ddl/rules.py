@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Literal, TypeAlias
 
-from proxy.ddl.classify import AlterSubcommand, ColumnFacts, DoFacts, Kind, Statement
+from proxy.ddl.classify import RELATION_OBJECT_TYPES, AlterSubcommand, ColumnFacts, DoFacts, Kind, Statement
 from proxy.ddl.names import QualifiedName, quote_ident
 from proxy.errors import GuardError
 
@@ -314,7 +314,7 @@ def _rename(stmt: Statement, lookups: _Lookups) -> Decision:
         return _schema_rename(facts.subname, lookups)
     if facts.relation is None:
         return ALLOW
-    if facts.rename_type in _RELATION_TYPES:
+    if facts.rename_type in RELATION_OBJECT_TYPES:
         # ALTER INDEX i RENAME, and ALTER TABLE i RENAME, which Postgres also accepts.
         owner = lookups.electrified_index_table(facts.relation)
         if owner is not None:
@@ -325,23 +325,9 @@ def _rename(stmt: Statement, lookups: _Lookups) -> Decision:
     build = _RENAME_ERRORS.get(facts.rename_type)
     if build is not None:
         return _reject(build(facts.subname or "", table))
-    if facts.rename_type in _RELATION_TYPES:
+    if facts.rename_type in RELATION_OBJECT_TYPES:
         return _reject(_table_rename_error(table))
     return _reject(_property_rename_error(table))
-
-
-# Relation kinds: `ALTER <kind> name RENAME TO` on an electrified table renames the table
-# (Postgres accepts ALTER INDEX/VIEW/SEQUENCE ... RENAME on tables too).
-_RELATION_TYPES: Final = frozenset(
-    {
-        "OBJECT_TABLE",
-        "OBJECT_INDEX",
-        "OBJECT_VIEW",
-        "OBJECT_MATVIEW",
-        "OBJECT_SEQUENCE",
-        "OBJECT_FOREIGN_TABLE",
-    }
-)
 
 
 def _table_rename_error(table: TableId) -> GuardError:
@@ -459,7 +445,7 @@ def _create_index(stmt: Statement, lookups: _Lookups) -> Decision:
 
 def _other_ddl(stmt: Statement, lookups: _Lookups) -> Decision:
     moved = stmt.set_schema
-    if moved is None or moved.object_type not in _RELATION_TYPES:
+    if moved is None or moved.object_type not in RELATION_OBJECT_TYPES:
         return ALLOW
     table = lookups.electrified_table(moved.relation)
     if table is None:
