@@ -78,13 +78,13 @@ class Relay(Protocol):
     def status(self) -> int: ...
 
     @property
-    def lone_message(self) -> bool: ...
-
-    @property
     def chunk_idle(self) -> bool: ...
 
     @property
     def chunk_serial(self) -> int: ...
+
+    @property
+    def chunk_head(self) -> Frame | memoryview | None: ...
 
     @property
     def client_encoding(self) -> str: ...
@@ -166,7 +166,8 @@ class GuardLink:
         self._query_tagged = False
         self._tagged: set[bytes] = set()
         self._encoding_unsure = False  # client_encoding may have changed since the last report
-        self._sync_chunk = -1  # the client chunk of the last Sync seen
+        self._head_of_idle_chunk = False  # the Query being judged opened an idle chunk
+        self._deferrable_chunk = -1  # the chunk whose first message was a DDL Parse
 
     def install(self) -> None:
         r = self.relay
@@ -193,8 +194,8 @@ class GuardLink:
     # -- the prefilter, before any copy -----------------------------------------------------
 
     def wants_query(self, message: memoryview) -> bool:
-        if self.batch.executed or self.migration.deferred:
-            return True
+        if self.batch.executed or self.migration.deferred or self.batch.tracking:
+            return True  # every Query counts while capture waits on the batch
         return may_need_look(message[5:-1], self._version_tables)
 
     def wants_parse(self, message: memoryview) -> bool:
@@ -218,6 +219,8 @@ class GuardLink:
                 return flush + self._prefixed(deferred, sql, [])
             return flush + frame.raw if flush else frame.raw
         self.stats.statements_inspected["simple"] += 1
+        self._head_of_idle_chunk = self._opens_idle_chunk(frame)
+        self._deferrable_chunk = -1  # a Query in the chunk: its Sync's status may not be its own
         text, plan = self._inspect(sql)
         if plan.rejected is not None:
             return flush + messages.query(self._encoded(rewrite.raising_statement(plan.rejected)))
@@ -308,13 +311,18 @@ class GuardLink:
     def _may_defer(self, statements: tuple[Statement, ...]) -> bool:
         """Whether this Query's DDL may be captured in front of the client's next message: it
         runs inside a transaction block that it cannot end (every statement is transactional
-        DDL), and it is the only message in flight, so the status is this Query's own."""
-        relay = self.relay
+        DDL), and nothing was in flight before it, so the status is this Query's own."""
         return (
-            relay.status == TransactionStatus.IN_TRANSACTION
-            and relay.lone_message
+            self.relay.status == TransactionStatus.IN_TRANSACTION
+            and self._head_of_idle_chunk
             and all(_joins_run(s) for s in statements)
         )
+
+    def _opens_idle_chunk(self, frame: Frame) -> bool:
+        """Whether nothing of the client's was in flight before `frame`: the transaction status
+        of the last ReadyForQuery is then the one it runs in."""
+        relay = self.relay
+        return relay.chunk_idle and frame is relay.chunk_head
 
     def _capture(self, statements: list[Statement], proxy_tag: str | None = capture.SWALLOW_TAG) -> list[str]:
         """The capture call of `statements`, and the note of a version that waited for it."""
@@ -376,6 +384,8 @@ class GuardLink:
             return self._reparse(parse, rewrite.raising_statement(plan.rejected))
         if text is None:
             return frame.raw
+        if plan.ddl and self.capturing and self._opens_idle_chunk(frame):
+            self._deferrable_chunk = self.relay.chunk_serial
         if plan.ddl and self.capturing:
             batch.ddl[parse.name] = tuple(s for s in plan.statements if s.ddl)
             self._watch_batch()
@@ -482,16 +492,16 @@ class GuardLink:
 
     def _may_defer_sync(self) -> bool:
         """Like `_may_defer`: the DDL of this batch runs inside a transaction block (the status is
-        this batch's own: nothing was in flight before its messages, and it is the first Sync of
-        them), and it has no version writes to note after it."""
-        relay, batch = self.relay, self.batch
-        first_sync, self._sync_chunk = self._sync_chunk != relay.chunk_serial, relay.chunk_serial
+        this batch's own: its DDL Parse opened a chunk sent while nothing was in flight, and no
+        Query or other Sync came between), and it has no version writes to note after it."""
+        batch = self.batch
+        own_status = self._deferrable_chunk == self.relay.chunk_serial
+        self._deferrable_chunk = -1  # the next Sync of this chunk follows this one's work
         return (
-            bool(batch.executed)
+            own_status
+            and bool(batch.executed)
             and not batch.versions
-            and relay.status == TransactionStatus.IN_TRANSACTION
-            and relay.chunk_idle
-            and first_sync
+            and self.relay.status == TransactionStatus.IN_TRANSACTION
         )
 
     def _batch_calls(self, proxy_tag: str | None = None) -> list[str]:

@@ -62,9 +62,9 @@ class Session(asyncio.Protocol):
         self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(logger, {"c": self.id})
         self.status: int = TransactionStatus.IDLE  # the last ReadyForQuery's status byte
         self.busy = False  # the client has sent something the upstream has not answered yet
-        self.lone_message = False  # the message being handled is the only one in flight
         self.chunk_idle = False  # nothing of the client's was in flight when this chunk came
         self.chunk_serial = 0  # counts the client chunks that handlers looked at
+        self.chunk_head: Frame | memoryview | None = None  # the chunk's first message
         self.relaying = False
         self.client_tls = False
         self.parameters: dict[str, str] = {}
@@ -456,13 +456,12 @@ class Session(asyncio.Protocol):
         # Handlers may ask whether the client had anything in flight before this chunk.
         self.chunk_idle = idle
         self.chunk_serial += 1
+        self.chunk_head = items[0] if items else None
         frame = items[0] if framer.contiguous and len(items) == 1 else None
         if isinstance(frame, Frame):
             # One whole kept message (a simple query): skip the general loop when it passes as is.
             handler = self._client_handlers.get(frame.type)
-            self.lone_message = idle  # nothing else of the client's is in flight before or after it
             out = handler(frame) if handler is not None else frame.raw
-            self.lone_message = False
             if out is frame.raw:
                 upstream.write(data)
             elif out:

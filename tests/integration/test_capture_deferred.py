@@ -13,7 +13,10 @@ import psycopg
 import pytest
 
 from proxy.embedded import EmbeddedPostgres
+from proxy.protocol import messages
+from proxy.protocol.codes import Backend
 from tests.proxyfixtures import RunningProxy
+from tests.wireclient import WireClient, parse_bind_execute, sync
 
 _names = itertools.count()
 
@@ -139,3 +142,22 @@ def test_extended_failure_after_deferred_ddl_records_nothing(
             conn.execute("SELECT 1/0", binary=True)
         conn.execute("ROLLBACK", binary=True)
     assert recorded(direct, t) == []
+
+
+def test_ddl_behind_a_commit_in_the_same_send_is_captured_at_once(
+    proxy: RunningProxy, direct: psycopg.Connection
+) -> None:
+    # The status of the last ReadyForQuery says "in a transaction", but the COMMIT sent just
+    # before the DDL ends it: the DDL runs on its own and must carry its capture with it.
+    t = f"dq_{next(_names)}"
+    wire = WireClient(proxy.host, proxy.port, user="alice", password="alice-secret", database="app")
+    try:
+        wire.send(messages.query("BEGIN"))
+        wire.read_until(Backend.READY_FOR_QUERY)
+        wire.send(messages.query("COMMIT") + parse_bind_execute(f"CREATE TABLE {t} (id int)") + sync())
+        wire.read_until(Backend.READY_FOR_QUERY)
+        wire.read_until(Backend.READY_FOR_QUERY)
+        assert deferred(proxy) == []
+    finally:
+        wire.close()
+    assert recorded(direct, t) == [[f"CREATE TABLE {t} (id int)"]]
